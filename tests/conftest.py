@@ -1,0 +1,48 @@
+"""Shared test fixtures: where ../shared is, and skipping of GPU-only tests on CPU machines."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EFFDET_VIDEO_SHARED", REPO.parent / "shared"))
+MEDIA = SHARED / "media"
+AUTOML_FIXTURES = SHARED / "fixtures" / "automl"
+
+
+def _require(path: Path, what: str) -> Path:
+    """Skip when the shared data is absent on a developer machine; fail in CI, where it must be there."""
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} not found at {path}")
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    return _require(MEDIA, "test media")
+
+
+@pytest.fixture(scope="session")
+def automl_fixtures() -> Path:
+    return _require(AUTOML_FIXTURES, "AutoML fixtures")
