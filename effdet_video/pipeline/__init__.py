@@ -1,1 +1,2 @@
-"""pipeline."""
+"""The streaming pipeline. Entry point: `effdet_video.pipeline.runner.run_pipeline(source, engine, sinks,
+options, control) -> RunStats`; `control.RunControl` stops a run, `stats.RunStats` describes it."""

@@ -1,0 +1,50 @@
+"""Time from process launch to the first detections on the host, with the engine cache as it is.
+
+`python -m effdet_video.bench.startup SPEC_JSON` builds the engine, runs one batch and prints one JSON
+line; `measure_startup` launches it and times the whole process from the parent's side (interpreter
+start and imports included), as a user would.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from effdet_video.engine.spec import EngineSpec
+
+
+def measure_startup(spec: EngineSpec, timeout_s: float = 900) -> dict:
+    """Launch a fresh process for `spec`; seconds until its first detections reached the host."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(vars(spec))],
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    first_detections_s = time.perf_counter() - started
+    process.wait(timeout=timeout_s)
+    if process.returncode != 0 or not line:
+        return {"error": f"start-up probe exited with {process.returncode}"}
+    return {"first_detections_s": round(first_detections_s, 3), **json.loads(line)}
+
+
+def _main(spec_json: str) -> None:
+    from effdet_video.engine.base import InferenceBatch
+    from effdet_video.engine.factory import build_engine
+
+    fields = json.loads(spec_json)
+    if fields.get("image_size") is not None:
+        fields["image_size"] = tuple(fields["image_size"])
+    spec = EngineSpec(**fields)
+    engine = build_engine(spec)
+    height, width = engine.image_size
+    frames = np.random.default_rng(0).integers(0, 256, (spec.batch_size, height, width, 3), dtype=np.uint8)
+    result = engine.infer(InferenceBatch(frames, np.tile(np.int32([height, width]), (spec.batch_size, 1)),
+                                         np.ones(spec.batch_size, np.float32), spec.batch_size))
+    print(json.dumps({"num_valid": int(result.num_valid[0]), "build": getattr(engine, "build_info", {})}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

@@ -1,0 +1,189 @@
+"""`effdet-video batch INPUT -o OUTDIR`: every video of a folder (or of a list file) into annotated videos
+and/or detections under OUTDIR, mirroring the folder structure; resumable; a summary at the end.
+
+Several inputs run at once (--jobs), each its own pipeline; their frames meet in one shared engine per
+device (cross-stream batching, engine/shared.py), so the accelerator gets full batches even when every
+single video is limited by decoding. Exit code 0 when every input is done, 1 when any failed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from effdet_video.commands.common import debug_option, detection_filter, detection_options, engine_options, engine_spec
+from effdet_video.commands.run import open_sinks
+from effdet_video.engine.base import Engine
+from effdet_video.engine.spec import EngineSpec
+from effdet_video.errors import UserError
+from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
+from effdet_video.pipeline.batch_nvdec import nvdec_opener
+from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, SinkOpener, SourceOpener, run_batch
+from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
+from effdet_video.pipeline.runner import PipelineOptions
+from effdet_video.stages.base import FrameSink
+from effdet_video.stages.source import VideoFileSource, VideoInfo
+
+DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
+DEFAULT_STREAM_BATCH = 8
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    if unknown or not kinds:
+        raise UserError(f"--format {text!r}: expected a comma-separated subset of {', '.join(OUTPUT_KINDS)}")
+    return kinds
+
+
+def parse_devices(text: str | None, device: str) -> list[str]:
+    """--devices 'cuda:0,cuda:1' or 'all' (every visible GPU); without it, the one --device."""
+    from effdet_video.engine import factory  # torch is imported only when an engine is needed
+
+    if text is None:
+        return [factory.resolve_device(device)]
+    if text.strip() == "all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--devices all: this torch build sees no CUDA GPU")
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    devices = [factory.resolve_device(part.strip()) for part in text.split(",") if part.strip()]
+    if not devices or len(set(devices)) < len(devices):
+        raise UserError(f"--devices {text!r}: expected distinct devices, e.g. cuda:0,cuda:1")
+    return devices
+
+
+def build_engines(spec: EngineSpec, devices: list[str]) -> list[Engine]:
+    """One engine per device, closing those already built if one fails."""
+    from effdet_video.engine import factory
+
+    engines: list[Engine] = []
+    try:
+        for device in devices:
+            engines.append(factory.build_engine(dataclasses.replace(spec, device=device)))
+    except BaseException:
+        for engine in engines:
+            engine.close()
+        raise
+    return engines
+
+
+def output_options(options: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """What shapes the outputs: a change redoes the inputs on a rerun (batch sizes and devices do not)."""
+    names = ["model", "weights", "random_weights", "precision", "max_det", "score_threshold", "classes"]
+    if "video" in kinds:
+        names += ["codec", "crf", "preset", "no_audio"]
+    return {name: options[name] for name in names}
+
+
+def per_stream_workers(jobs: int) -> int:
+    """Prepare/annotate threads per stream: the cores shared among the streams, 1 to 4 each."""
+    return max(1, min(4, (os.cpu_count() or 1) // max(1, jobs)))
+
+
+def print_result(result: ItemResult) -> None:
+    detail = f": {result.error}" if result.error else f", {result.frames} frames"
+    if result.status == "done":
+        detail += f", {result.fps:.1f} fps"
+    click.echo(f"{result.status} {result.input}{detail}", err=True)
+
+
+@click.command("batch")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the outputs; the input folder's structure is mirrored there.")
+@click.option("--format", "formats", default="video", show_default=True,
+              help="Comma-separated outputs per input: video (annotated copy), jsonl, coco.")
+@click.option("--ext", "extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS), show_default=True,
+              help="Extensions of the input videos searched in a folder.")
+@click.option("--no-recursive", is_flag=True, help="Only the folder itself, not its subfolders.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Inputs processed at once [default: up to half the CPU cores, at least 4].")
+@click.option("--devices", default=None, metavar="LIST",
+              help="One engine per device, e.g. cuda:0,cuda:1, or 'all' GPUs (overrides --device).")
+@click.option("--stream-batch", type=click.IntRange(min=1), default=DEFAULT_STREAM_BATCH, show_default=True,
+              help="Frames a stream hands the shared engine at a time.")
+@click.option("--decoder", type=click.Choice(["cpu", "nvdec"]), default="cpu", show_default=True,
+              help="cpu: PyAV/FFmpeg; nvdec: the GPU's video decoder (needs PyNvVideoCodec).")
+@click.option("--linger-ms", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="How long a partial engine batch waits for more streams' frames.")
+@engine_options
+@detection_options
+@click.option("--codec", default=None, help="Video encoder [default: from the extension].")
+@click.option("--crf", type=click.IntRange(0, 63), default=20, show_default=True, help="Encoder quality.")
+@click.option("--preset", default="veryfast", show_default=True, help="Encoder speed preset (x264/x265).")
+@click.option("--no-audio", is_flag=True, help="Leave the audio out of the videos.")
+@click.option("--redo", is_flag=True, help="Process every input again, even those done by an earlier run.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the summary (per input and totals) as JSON here.")
+@click.option("-q", "--quiet", is_flag=True, help="No line per finished input (the summary is still printed).")
+@debug_option
+def command(input_path: Path, output_dir: Path, **options: Any) -> None:
+    """Detect objects in every video of INPUT (a folder, or a text file listing videos).
+
+    Engine batches default to 64 frames on CUDA here (many streams fill them), 2 on the CPU."""
+    kinds = parse_kinds(options["formats"])
+    items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
+                        recursive=not options["no_recursive"])
+    devices = parse_devices(options["devices"], options["device"])
+    open_source = nvdec_opener(devices) if options["decoder"] == "nvdec" else VideoFileSource
+    options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
+    spec = engine_spec({**options, "device": devices[0]})
+    jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
+    workers = per_stream_workers(jobs)
+    batch_options = BatchOptions(
+        output_dir=output_dir,
+        output_kinds=kinds,
+        jobs=jobs,
+        pipeline=PipelineOptions(detection_filter=detection_filter(options), prepare_workers=workers,
+                                 annotate_workers=workers),
+        output_options=output_options(options, kinds),
+        redo=options["redo"],
+    )
+
+    def sinks_for(outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
+        return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},
+                          info, options)
+
+    control = RunControl()
+    build_started = time.perf_counter()
+    engines = build_engines(spec, devices)
+    build_s = time.perf_counter() - build_started
+    with stop_on_signals(control):
+        summary = _run(items, engines, batch_options, open_source, sinks_for, control, options)
+    click.echo(summary.table(), err=True)
+    if options["summary_json"]:
+        report = {**summary.as_dict(), "engine_build_s": round(build_s, 3), "devices": devices, "decoder": options["decoder"], "jobs": jobs,
+                  "model": spec.model, "precision": spec.precision, "engine_batch": spec.batch_size,
+                  "stream_batch": min(options["stream_batch"], spec.batch_size)}
+        options["summary_json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if summary.interrupted:
+        raise control.error or Interrupted(signal.SIGINT)
+    if not summary.ok:
+        sys.exit(1)  # some inputs failed; the others are done (click's Exit would be swallowed by cli.main)
+
+
+def _run(items: list[BatchItem], engines: list[Engine], batch_options: BatchOptions, open_source: SourceOpener,
+         sinks_for: SinkOpener, control: RunControl, options: dict[str, Any]) -> BatchSummary:
+    """One stream on one device uses its engine directly (exactly a single `run`); otherwise the streams
+    share the engines through a SharedEngine."""
+    from effdet_video.engine.shared import SharedEngine
+
+    on_result = None if options["quiet"] else print_result
+    if batch_options.jobs == 1 and len(engines) == 1:
+        with engines[0] as engine:
+            return run_batch(items, lambda: engine, batch_options, sinks_for, open_source, control, on_result)
+    stream_batch = min(options["stream_batch"], engines[0].batch_size)
+    with SharedEngine(engines, linger_s=options["linger_ms"] / 1000) as shared:
+        summary = run_batch(items, lambda: shared.stream_engine(stream_batch), batch_options, sinks_for,
+                            open_source, control, on_result)
+    summary.engines = [stats.as_dict() for stats in shared.stats()]
+    return summary

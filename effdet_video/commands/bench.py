@@ -1,0 +1,103 @@
+"""`effdet-video bench`: engine throughput/latency per model, batch size, precision and NMS mode, with
+peers measured in the same process and run (rwightman's effdet, a naive loop), engine start-up time,
+and the ratios the acceptance criteria are stated in. Prints JSON."""
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+from pathlib import Path
+
+import click
+import torch
+
+from effdet_video.bench.stats import ratio
+from effdet_video.engine.spec import EngineSpec
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _environment() -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
+    """Each engine row against effdet predict AMP of the same model and batch, and device vs host NMS."""
+    by_key = {(p["model"], p["batch_size"]): p for p in peers}
+    host = {(r["spec"]["model"], r["spec"]["batch_size"], r["spec"]["precision"]): r
+            for r in engines if r["spec"]["nms_mode"] == "host"}
+    out = []
+    for row in engines:
+        spec = row["spec"]
+        key = (spec["model"], spec["batch_size"])
+        entry = {"model": spec["model"], "batch_size": spec["batch_size"], "precision": spec["precision"],
+                 "nms_mode": spec["nms_mode"]}
+        peer = by_key.get(key)
+        if peer and spec["nms_mode"] == "device":
+            entry["vs_effdet_predict_amp"] = ratio(row.get("img_s"), peer["predict_amp_img_s"])
+        if peer and spec["nms_mode"] == "none":
+            entry["network_vs_effdet_network_amp"] = ratio(row.get("device_only_img_s"),
+                                                           peer["network_amp_channels_last_img_s"])
+        host_row = host.get((spec["model"], spec["batch_size"], spec["precision"]))
+        if host_row and spec["nms_mode"] == "device":
+            entry["device_nms_vs_host_nms"] = ratio(row.get("img_s"), host_row.get("img_s"))
+        if len(entry) > 4:
+            out.append(entry)
+    return out
+
+
+@click.command("bench")
+@click.option("--models", default="d0", show_default=True, help="Comma-separated: d0,d3,...")
+@click.option("--batch-sizes", default="1,64", show_default=True)
+@click.option("--precisions", default="auto", show_default=True,
+              help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16")
+@click.option("--nms", "nms_modes", default="device,host,none", show_default=True,
+              help="device (in the graph), host (CPU NMS of device candidates), none (network only)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="AutoML .h5 (default: seeded random weights; speed does not depend on them)")
+@click.option("--seconds", default=3.0, show_default=True, help="Timing window per measurement.")
+@click.option("--peers/--no-peers", default=True, show_default=True,
+              help="Also time rwightman's effdet (pip install effdet==0.4.1) in this process.")
+@click.option("--startup/--no-startup", default=True, show_default=True,
+              help="Time a fresh process to its first detections (batch 1, cached engine).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON here.")
+def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
+            seconds: float, peers: bool, startup: bool, json_path: str | None) -> None:
+    """Measure engines and peers; print JSON."""
+    from effdet_video.bench.engine_bench import bench_engine
+
+    result: dict = {"environment": _environment(), "engines": [], "peers": []}
+    sizes = [int(b) for b in _csv(batch_sizes)]
+    for model, batch, precision, nms_mode in itertools.product(_csv(models), sizes, _csv(precisions),
+                                                               _csv(nms_modes)):
+        spec = EngineSpec(model=model, weights=weights, random_weights=weights is None, batch_size=batch,
+                          device=device, precision=precision, nms_mode=nms_mode)
+        row = bench_engine(spec, seconds)
+        result["engines"].append(row)
+        click.echo(json.dumps(row), err=True)
+    if peers and torch.cuda.is_available():
+        from effdet_video.bench.peers import bench_effdet
+
+        for model, batch in itertools.product(_csv(models), sizes):
+            row = {"model": model, **bench_effdet(model, batch, seconds)}
+            result["peers"].append(row)
+            click.echo(json.dumps(row), err=True)
+    if startup:
+        from effdet_video.bench.startup import measure_startup
+
+        spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
+                          batch_size=1, device=device, precision=_csv(precisions)[0])
+        result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
+    result["ratios"] = _ratios(result["engines"], result["peers"])
+    text = json.dumps(result, indent=1)
+    click.echo(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")

@@ -1,0 +1,110 @@
+"""Options shared by the commands that run a detector (run, live, batch, bench), and their parsing.
+
+Use the decorators on a click command, then build objects from its keyword arguments:
+    @engine_options @detection_options @debug_option
+    def command(**kwargs): spec = engine_spec(kwargs); keep = detection_filter(kwargs)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from effdet_video.configs.labels import coco_labels
+from effdet_video.engine.spec import EngineSpec
+from effdet_video.errors import UserError
+from effdet_video.stages.infer import DetectionFilter
+
+F = Callable[..., Any]
+
+
+class CliState:
+    """Process-wide CLI switches that `cli.main` needs while reporting errors."""
+
+    debug = False
+
+
+def _enable_debug(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        CliState.debug = True
+
+
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_enable_debug,
+                            help="Show full tracebacks on errors.")
+
+
+def _stack(*decorators: F) -> F:
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+engine_options = _stack(
+    click.option("--model", default="d0", show_default=True, help="EfficientDet variant: d0 .. d7x."),
+    click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                 help="AutoML EfficientDet .h5 checkpoint."),
+    click.option("--random-weights", is_flag=True, help="Seeded random weights (benchmarking only)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                 help="Frames per engine batch [default: 8 on CUDA, 2 on CPU]."),
+    click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N."),
+    click.option("--precision", default="auto", show_default=True,
+                 type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Engine precision."),
+    click.option("--max-det", type=click.IntRange(min=1), default=100, show_default=True,
+                 help="Most detections kept per frame."),
+)
+
+detection_options = _stack(
+    click.option("--score-threshold", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+                 help="Drop detections scoring below this."),
+    click.option("--classes", default=None, metavar="LIST",
+                 help="Keep only these classes: comma-separated COCO names or ids, e.g. person,car,3."),
+)
+
+
+def default_batch_size(device: str) -> int:
+    """Batches keep a GPU busy; on a CPU they only add latency."""
+    return 2 if device == "cpu" else 8
+
+
+def engine_spec(options: dict[str, Any]) -> EngineSpec:
+    """The EngineSpec of a command's engine options ('auto' device resolved, for the batch default)."""
+    from effdet_video.engine import factory  # torch is imported only when an engine is needed
+
+    device = factory.resolve_device(options["device"])
+    return EngineSpec(
+        model=options["model"],
+        weights=options["weights"],
+        random_weights=options["random_weights"],
+        batch_size=options["batch_size"] or default_batch_size(device),
+        device=device,
+        precision=options["precision"],
+        max_det=options["max_det"],
+    )
+
+
+def parse_classes(text: str | None) -> frozenset[int] | None:
+    """'person, car,3' -> {1, 3}; unknown names are a UserError listing what went wrong."""
+    if text is None:
+        return None
+    by_name = {name.lower(): class_id for class_id, name in coco_labels().items()}
+    ids: set[int] = set()
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.isdigit():
+            ids.add(int(item))
+        elif item.lower() in by_name:
+            ids.add(by_name[item.lower()])
+        else:
+            raise UserError(f"unknown class {item!r} in --classes (use COCO names like 'person' or ids)")
+    if not ids:
+        raise UserError("--classes is empty")
+    return frozenset(ids)
+
+
+def detection_filter(options: dict[str, Any]) -> DetectionFilter:
+    return DetectionFilter(score_threshold=options["score_threshold"], class_ids=parse_classes(options["classes"]),
+                           max_det=options["max_det"])

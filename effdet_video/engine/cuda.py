@@ -1,0 +1,126 @@
+"""The CUDA engine: the detection graph compiled (engine cache), captured as one CUDA graph at its static
+batch shape, fed through a ring of pinned slots with several batches in flight."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from effdet_video.engine import cache
+from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections
+from effdet_video.engine.graph import build_detection_graph, host_nms, model_config
+from effdet_video.engine.infeed import InfeedRing
+from effdet_video.engine.spec import EngineSpec
+from effdet_video.errors import UserError
+
+DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "aoti")
+IN_FLIGHT = 3
+
+
+class CudaEngine(Engine):
+    def __init__(self, spec: EngineSpec, device: str = "cuda", compiler: str = DEFAULT_COMPILER,
+                 capture: bool = True, slots: int = IN_FLIGHT) -> None:
+        started = time.perf_counter()
+        self.spec = spec
+        self.device = device = str(torch.device(device if ":" in device else f"{device}:0"))
+        self.config = model_config(spec)
+        self.batch_size = spec.batch_size
+        self.image_size = self.config.image_size
+        self.max_det = spec.max_det
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        dtype = DTYPES[spec.precision]
+        if dtype == torch.float32:  # fp32 means fp32: TF32 matrix units would cost ~1e-3 relative error
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        height, width = self.image_size
+        batch = spec.batch_size
+        self._static_inputs = (
+            torch.zeros((batch, height, width, 3), dtype=torch.uint8, device=device),
+            torch.tensor([[height, width]] * batch, dtype=torch.int32, device=device),
+            torch.ones((batch,), dtype=torch.float32, device=device),
+        )
+        self._runner, self.build_info = cache.load_or_compile(
+            cache.engine_key(spec, compiler, device), compiler,
+            lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
+            self._static_inputs)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static_outputs = self._warm_up_and_capture(capture)
+        self._ring = None
+        if spec.nms_mode != "none":  # raw head outputs are megabytes an image: timed on device only
+            self._ring = InfeedRing(
+                [(t.shape, t.dtype) for t in self._static_inputs],
+                [(t.shape, t.dtype) for t in self._static_outputs],
+                self._launch, device, slots)
+        self.build_info["captured"] = self._graph is not None
+        self.build_info["build_s"] = round(time.perf_counter() - started, 3)
+
+    def _run(self) -> tuple[torch.Tensor, ...]:
+        outputs = self._runner(*self._static_inputs)
+        return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+
+    @torch.inference_mode()
+    def _warm_up_and_capture(self, capture: bool) -> tuple[torch.Tensor, ...]:
+        """Warm up on a side stream (cuDNN/Triton autotuning happens here), then capture one replay."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                outputs = self._run()
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize(self.device)
+        if not capture:
+            return outputs
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                outputs = self._run()
+        except RuntimeError as error:  # a compiler whose code cannot be captured still runs, slower
+            self.build_info["capture_error"] = str(error).splitlines()[0]
+            torch.cuda.synchronize(self.device)
+            return self._run()
+        self._graph = graph
+        return outputs
+
+    def _launch(self, device_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """On the current (compute) stream: load the slot's inputs into the graph's, run, return outputs."""
+        for static, slot_input in zip(self._static_inputs, device_inputs):
+            static.copy_(slot_input, non_blocking=True)
+        if self._graph is not None:
+            self._graph.replay()
+            return self._static_outputs
+        with torch.inference_mode():
+            return self._run()
+
+    def run_on_device(self) -> None:
+        """One replay on the inputs already on the device (network/graph-only timing in `bench`)."""
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            with torch.inference_mode():
+                self._run()
+
+    def submit(self, batch: InferenceBatch) -> PendingDetections:
+        if self._ring is None:
+            raise UserError("NMS mode 'none' measures the network only; it returns no detections")
+        arrays = (batch.images, np.asarray(batch.valid_hw, dtype=np.int32),
+                  np.asarray(batch.image_scales, dtype=np.float32))
+        if len(batch.images) > self.batch_size:
+            raise ValueError(f"batch of {len(batch.images)} frames for an engine of batch {self.batch_size}")
+        return self._ring.submit(arrays, batch.count, self._finish)
+
+    def _finish(self, host_outputs: tuple[torch.Tensor, ...], count: int) -> DetectionBatch:
+        if self.spec.nms_mode == "host":
+            *candidates, scales = host_outputs
+            detections, num_valid = host_nms(tuple(candidates), scales, self.config, self.max_det)
+        else:
+            detections, num_valid = host_outputs
+        return DetectionBatch(detections.float().numpy().copy(), num_valid.int().numpy().copy(), count)
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.drain()
+        self._graph = None

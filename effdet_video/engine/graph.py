@@ -1,0 +1,121 @@
+"""The whole per-batch computation as one nn.Module, so it can be compiled and captured as one graph.
+
+uint8 letterboxed frames -> normalise + mask the padding -> EfficientDet -> box decode -> top-k -> NMS ->
+frame pixels. Three output modes share the front end:
+  device: (detections [B, max_det, 6], num_valid [B]), NMS inside the graph (the product);
+  host:   the pre-NMS candidates only, NMS left to the CPU (a `bench` comparison, as Graphcore's
+          --onchip-nms false); see `host_nms`;
+  none:   the raw head outputs (network-only timing).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from effdet_video.configs import ModelConfig, NmsConfig, get_model_config
+from effdet_video.engine.spec import EngineSpec
+from effdet_video.ops import anchors as anchor_ops
+from effdet_video.ops import letterbox, postprocess
+from effdet_video.ops.boxes import clip_boxes, decode_boxes, yxyx_to_xyxy
+from effdet_video.ops.nms import non_max_suppression
+
+
+def model_config(spec: EngineSpec) -> ModelConfig:
+    """The model's config with the spec's image size and NMS method applied."""
+    overrides = {}
+    if spec.image_size is not None:
+        overrides["image_size"] = tuple(spec.image_size)
+    config = get_model_config(spec.model, **overrides)
+    nms = config.nms
+    if spec.nms_method is not None:
+        nms = dataclasses.replace(nms, method=spec.nms_method)
+    nms = dataclasses.replace(nms, max_output_size=spec.max_det)
+    return dataclasses.replace(config, nms=nms)
+
+
+class DetectionGraph(nn.Module):
+    """(images uint8 [B,H,W,3], valid_hw int32 [B,2], image_scales float32 [B]) -> mode's outputs.
+
+    The network runs in its parameters' dtype (fp16/bf16 on CUDA); normalisation, box decoding and NMS
+    run in float32, where the exp() of box decoding and IoU arithmetic keep their precision.
+    """
+
+    def __init__(self, network: nn.Module, config: ModelConfig, mode: str = "device",
+                 candidates: int = postprocess.DEFAULT_CANDIDATES) -> None:
+        super().__init__()
+        if mode not in ("device", "host", "none"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.network = network
+        self.config = config
+        self.mode = mode
+        self.nms: NmsConfig = config.nms.resolved()
+        self.candidates = candidates
+        self.register_buffer("anchors", anchor_ops.generate_anchors(config), persistent=False)
+
+    @property
+    def network_dtype(self) -> torch.dtype:
+        return next(self.network.parameters()).dtype
+
+    def forward(self, images: torch.Tensor, valid_hw: torch.Tensor, image_scales: torch.Tensor):
+        x = letterbox.normalize_and_mask(images, valid_hw, self.config.mean_rgb, self.config.stddev_rgb)
+        return self.from_normalized(x, image_scales)
+
+    def from_normalized(self, x: torch.Tensor, image_scales: torch.Tensor):
+        """The rest of the graph on an already normalised float NCHW batch (AutoML's exact inputs)."""
+        x = x.to(self.network_dtype).contiguous(memory_format=torch.channels_last)
+        cls_outputs, box_outputs = self.network(x)
+        if self.mode == "none":
+            return tuple(cls_outputs) + tuple(box_outputs)
+        cls_outputs = [c.float() for c in cls_outputs]
+        box_outputs = [b.float() for b in box_outputs]
+        if self.mode == "host":
+            return select_candidates(cls_outputs, box_outputs, self.anchors, self.config.num_classes,
+                                     self.candidates) + (image_scales * 1,)
+        return postprocess.detect(cls_outputs, box_outputs, self.anchors, image_scales,
+                                  self.config.image_size, self.nms, self.nms.max_output_size,
+                                  self.candidates)
+
+
+def select_candidates(cls_outputs, box_outputs, anchors: torch.Tensor, num_classes: int,
+                      candidates: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The device half of the 'host' NMS mode, as `postprocess.detect` selects its NMS input:
+    (scores float32 [B, K], classes int64 [B, K] 0-based, boxes float32 [B, K, 4] yxyx network pixels)."""
+    logits, codes = postprocess.flatten_levels(cls_outputs, box_outputs, num_classes)
+    scores, classes = postprocess.score_anchors(logits)
+    chosen = scores.topk(min(candidates, scores.shape[1]), dim=1, sorted=False).indices.sort(dim=1).values
+    boxes = decode_boxes(codes.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 4)).float(), anchors[chosen])
+    return scores.gather(1, chosen), classes.gather(1, chosen), boxes
+
+
+def host_nms(candidates: tuple[torch.Tensor, ...], image_scales: torch.Tensor, config: ModelConfig,
+             max_det: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The host half of the 'host' NMS mode: `postprocess.detect`'s NMS and output formatting, on the
+    CPU, on `select_candidates`' output."""
+    scores, classes, boxes = (t.cpu() for t in candidates)
+    keep, kept_scores, num_valid = non_max_suppression(boxes, scores, config.nms.resolved(), max_det)
+    kept_boxes = clip_boxes(boxes.gather(1, keep.unsqueeze(-1).expand(-1, -1, 4)), config.image_size)
+    kept_boxes = yxyx_to_xyxy(kept_boxes * image_scales.float().view(-1, 1, 1))
+    kept_classes = (classes.gather(1, keep) + 1).float()
+    rows = torch.cat([kept_boxes, kept_scores.unsqueeze(-1), kept_classes.unsqueeze(-1)], dim=-1)
+    in_use = torch.arange(max_det) < num_valid.unsqueeze(1)
+    return torch.where(in_use.unsqueeze(-1), rows, torch.zeros_like(rows)), num_valid
+
+
+def build_network(spec: EngineSpec, config: ModelConfig) -> nn.Module:
+    """EfficientDet with the spec's AutoML .h5 weights (looked up by model name when None), or seeded
+    random ones (benchmarks only)."""
+    from effdet_video.models.build import build_model
+    from effdet_video.models.checkpoints import resolve_weights
+
+    if spec.random_weights:
+        return build_model(config, None, random=True)
+    return build_model(config, resolve_weights(config.name, spec.weights), random=False)
+
+
+def build_detection_graph(spec: EngineSpec, config: ModelConfig, dtype: torch.dtype,
+                          mode: str = "device") -> DetectionGraph:
+    """The detection graph with the spec's weights (or seeded random ones), network in `dtype`."""
+    network = build_network(spec, config).to(dtype=dtype, memory_format=torch.channels_last).eval()
+    return DetectionGraph(network, config, mode=mode)

@@ -1,0 +1,99 @@
+"""The batch manifest, OUTDIR/.effdet-batch.json: what each input produced, so that a rerun skips the
+inputs that are done and redoes the rest.
+
+An input is done when its entry says so for the same file (size and mtime) and the same output options,
+and all its outputs exist. Outputs appear only complete (the sinks write to a temporary name and rename),
+and the manifest itself is replaced atomically, so an interrupted batch leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = ".effdet-batch.json"
+VERSION = 1
+
+
+def fingerprint(path: Path) -> dict[str, int]:
+    """Cheap identity of an input: a changed file has a new size or modification time."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """A stable hash of the options that shape the outputs (model, thresholds, formats, encoder...)."""
+    text = json.dumps(options, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class ManifestEntry:
+    """status: 'done' or 'failed'; outputs relative to the output folder."""
+
+    status: str
+    fingerprint: dict[str, int]
+    options: str
+    outputs: list[str]
+    frames: int = 0
+    fps: float = 0.0
+    wall_s: float = 0.0
+    skipped_packets: int = 0
+    error: str | None = None
+    finished_at: str = ""
+
+
+class Manifest:
+    """Entries keyed by the input's relative path; thread-safe; every `record` rewrites the file."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = output_dir / MANIFEST_NAME
+        self.output_dir = output_dir
+        self._lock = threading.Lock()
+        self._entries: dict[str, ManifestEntry] = {}
+        if self.path.exists():
+            self._entries = self._load()
+
+    def _load(self) -> dict[str, ManifestEntry]:
+        """An unreadable or foreign manifest is ignored (everything is redone), never an error."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") != VERSION:
+                return {}
+            return {key: ManifestEntry(**value) for key, value in data["entries"].items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+
+    def get(self, key: str) -> ManifestEntry | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def is_done(self, key: str, input_fingerprint: dict[str, int], options: str) -> bool:
+        entry = self.get(key)
+        return (entry is not None and entry.status == "done" and entry.fingerprint == input_fingerprint
+                and entry.options == options
+                and all((self.output_dir / output).is_file() for output in entry.outputs))
+
+    def record(self, key: str, entry: ManifestEntry) -> None:
+        entry.finished_at = entry.finished_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with self._lock:
+            self._entries[key] = entry
+            self._write()
+
+    def _write(self) -> None:
+        data = {"version": VERSION, "entries": {key: dataclasses.asdict(entry)
+                                                for key, entry in sorted(self._entries.items())}}
+        handle, temporary = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", dir=self.output_dir)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(data, stream, indent=1)
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

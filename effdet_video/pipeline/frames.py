@@ -1,0 +1,43 @@
+"""What travels between the stages: one record per frame, filled in as it moves down the pipeline."""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from effdet_video.ops.letterbox import Letterbox
+
+
+@dataclasses.dataclass
+class FrameRecord:
+    """One video frame on its way through the pipeline.
+
+    index:       0-based position in presentation order; the sinks restore this order.
+    pts:         presentation timestamp in `time_base` units (copied to the output unchanged).
+    duration:    frame duration in `time_base` units (0 when unknown).
+    rotation:    display rotation in degrees counter-clockwise (PyAV's `VideoFrame.rotation`).
+    picture:     the decoded frame (a PyAV VideoFrame) until the prepare stage converts it.
+    image:       RGB uint8 [H, W, 3] in display orientation (rotation applied).
+    net_image:   the letterboxed network input, uint8 [H_net, W_net, 3].
+    letterbox:   how `image` maps into `net_image`.
+    detections:  float32 [n, 6] (x0, y0, x1, y1, score, class_id) in `image` pixels, after filtering.
+    encoded:     what the annotate stage made for the sinks (e.g. a PyAV frame ready to encode).
+    """
+
+    index: int
+    pts: int
+    time_base: Fraction
+    duration: int = 0
+    rotation: int = 0
+    picture: Any = None
+    image: np.ndarray | None = None
+    net_image: np.ndarray | None = None
+    letterbox: Letterbox | None = None
+    detections: np.ndarray | None = None
+    encoded: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.pts * self.time_base)

@@ -1,0 +1,152 @@
+"""`run_live`: a live source through the engine into live outputs, with latency measured per frame.
+
+The pipeline runs at its lowest-latency settings: one prepare and one annotate worker, each engine batch
+collected as soon as it is submitted, and at most `LiveOptions.depth` frames inside at once (the source
+hands out the newest frame when a credit comes back, see stages/live_source.py).
+
+How a live run ends: the source ends or is lost (outputs finished normally), --duration elapses (the
+same), or a signal (Ctrl-C, SIGTERM): the pipeline stops at once, frames in flight are abandoned and the
+recording and JSON Lines outputs are finalised with what they hold - a valid, shorter file.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from effdet_video.engine.base import Engine
+from effdet_video.pipeline.control import Interrupted, RunControl
+from effdet_video.pipeline.live_latency import LatencyRecorder
+from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+from effdet_video.stages.base import FrameSink
+from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.stages.infer import DetectionFilter
+from effdet_video.stages.live_sinks import KeepOnAbort, LatencySink, StdoutJsonLinesSink, StreamOutputSink
+from effdet_video.stages.live_source import LiveLocation, LiveOptions, LiveSource
+from effdet_video.stages.output_file import check_output_path
+from effdet_video.stages.preview import PreviewServer, PreviewSink
+from effdet_video.stages.source import VideoInfo
+from effdet_video.stages.video_sink import VideoFileSink
+
+STOP_TIMEOUT_S = 0.3  # after a signal, how long to wait for a stage busy in the engine before leaving it
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveOutputs:
+    """output: a video file (a finite recording) or a URL; jsonl: a path or '-' for stdout; preview: serve
+    the preview page on preview_host:preview_port (0 picks a free port); stats_json: the final report."""
+
+    output: str | None = None
+    output_format: str | None = None
+    jsonl: str | None = None
+    preview: bool = False
+    preview_host: str = "127.0.0.1"
+    preview_port: int = 8080
+    stats_json: Path | None = None
+    overwrite: bool = False
+
+    def check(self, location: LiveLocation) -> None:
+        """Refuse bad output paths before anything is opened."""
+        inputs = (Path(location.url),) if location.kind == "file" else ()
+        for path in (self.output, self.jsonl):
+            if path and path != "-" and "://" not in path:
+                check_output_path(Path(path), inputs, self.overwrite)
+
+
+def _sinks(outputs: LiveOutputs, info: VideoInfo, labels: dict[int, str] | None) -> list[FrameSink]:
+    """The recording (file or URL) and the detections; files are kept whatever stops the run."""
+    sinks: list[FrameSink] = []
+    if outputs.output and "://" in outputs.output:
+        sinks.append(StreamOutputSink(outputs.output, info, outputs.output_format))
+    elif outputs.output:
+        sinks.append(KeepOnAbort(VideoFileSink(Path(outputs.output), info, audio=False)))
+    if outputs.jsonl == "-":
+        sinks.append(StdoutJsonLinesSink(labels))
+    elif outputs.jsonl:
+        sinks.append(KeepOnAbort(JsonLinesSink(Path(outputs.jsonl), labels)))
+    return sinks
+
+
+@contextlib.contextmanager
+def _signals_stop(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM call `on_signal` instead of raising (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
+        signal.signal(signum, lambda received, _frame: on_signal(received))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Callable[[], Engine],
+             outputs: LiveOutputs, detection_filter: DetectionFilter = DetectionFilter(),
+             labels: dict[int, str] | None = None, duration_s: float | None = None,
+             report: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Run until the source ends, `duration_s` passes or a signal comes; return the final report (also
+    written to `outputs.stats_json`): latency p50/p99/max and drift, frames, dropped, how it ended."""
+    outputs.check(location)
+    control = RunControl()
+    source = LiveSource(location, options, report)
+    recorder = LatencyRecorder()
+    preview: PreviewServer | None = None
+    stopped_by: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        source.stop()
+        control.fail(Interrupted(signum))
+
+    def live_stats() -> dict[str, Any]:
+        return {"source": {"url": location.url, "state": source.state, "message": source.end_message,
+                           "decoded": source.decoded, "dropped": source.dropped},
+                "recent": recorder.recent()}
+
+    timer = threading.Timer(duration_s, source.stop) if duration_s else None
+    try:
+        with _signals_stop(on_signal):
+            info = source.start()
+            if info is not None:
+                with engine_factory() as engine:
+                    sinks = _sinks(outputs, info, labels)
+                    if outputs.preview:
+                        preview = PreviewServer(live_stats, outputs.preview_host, outputs.preview_port)
+                        report(f"preview: {preview.url}")
+                        sinks.append(PreviewSink(preview))
+                    sinks.append(LatencySink(source, recorder))
+                    recorder.restart()
+                    if timer:
+                        timer.start()
+                    pipeline = PipelineOptions(detection_filter=detection_filter, labels=labels,
+                                               prepare_workers=1, annotate_workers=1, in_flight=0,
+                                               stop_timeout_s=STOP_TIMEOUT_S)
+                    try:
+                        run_pipeline(source, engine, sinks, pipeline, control)
+                    except Interrupted:
+                        pass
+    finally:
+        if timer:
+            timer.cancel()
+        source.close()
+        if preview:
+            preview.close()
+    if stopped_by:
+        ended = f"stopped by {stopped_by[0]}"
+    elif source.end_message is None:
+        ended = f"stopped after {duration_s:g} s"
+    else:
+        ended = source.end_message
+    result = {"source": location.url, "ended": ended, "decoded": source.decoded, "dropped": source.dropped,
+              "skipped_packets": source.skipped_packets, "latency": recorder.summary()}
+    if outputs.stats_json:
+        outputs.stats_json.write_text(json.dumps(result, indent=1) + "\n")
+    return result

@@ -1,0 +1,212 @@
+"""`run_pipeline`: one stream from a source through the engine into sinks, every stage on its own
+thread(s), bounded queues between them.
+
+    decode (1) -> prepare (N) -> infer (1, ordered, fixed batches) -> annotate (M) -> sinks (1, ordered)
+
+End of stream travels as one DONE marker per downstream worker; every stage counts the markers of its
+upstream workers before passing them on. Errors and signals go through one RunControl (see control.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from tqdm import tqdm
+
+from effdet_video.engine.base import Engine
+from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.pipeline.reorder import ReorderBuffer
+from effdet_video.pipeline.stats import RunStats, StageClock
+from effdet_video.stages.annotate import draw_detections
+from effdet_video.stages.base import FrameSink, FrameSource
+from effdet_video.stages.infer import BatchRunner, DetectionFilter
+from effdet_video.stages.prepare import prepare_frame
+
+DONE = object()  # end-of-stream marker
+T = TypeVar("T")
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How a run behaves (what the engine computes is the engine's business).
+
+    in_flight: engine batches submitted but not yet collected (overlap of accelerator and host).
+    stop_timeout_s: after a stop, how long to wait for the threads before giving up on them."""
+
+    detection_filter: DetectionFilter = DetectionFilter()
+    labels: dict[int, str] | None = None
+    prepare_workers: int = dataclasses.field(default_factory=_default_workers)
+    annotate_workers: int = dataclasses.field(default_factory=_default_workers)
+    in_flight: int = 2
+    progress: bool = False
+    stop_timeout_s: float = 1.5
+
+
+def _timed(items: Iterable[T], clock: StageClock) -> Iterator[T]:
+    """Iterate, charging the time each `next` takes to `clock` (for generators doing the work)."""
+    iterator = iter(items)
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            clock.add(time.perf_counter() - start, items=0)
+            return
+        clock.add(time.perf_counter() - start)
+        yield item
+
+
+class _Run:
+    """The threads and queues of one run."""
+
+    def __init__(self, source: FrameSource, engine: Engine, sinks: Sequence[FrameSink],
+                 options: PipelineOptions, control: RunControl) -> None:
+        self.source, self.engine, self.sinks, self.options, self.control = source, engine, sinks, options, control
+        preparers, annotators = options.prepare_workers, options.annotate_workers
+        self.clocks = {
+            "decode": StageClock("decode"),
+            "prepare": StageClock("prepare", preparers),
+            "infer": StageClock("infer"),
+            "annotate": StageClock("annotate", annotators),
+            "write": StageClock("write"),
+        }
+        self.decoded: queue.Queue = queue.Queue(maxsize=2 * preparers)
+        self.prepared: queue.Queue = queue.Queue(maxsize=engine.batch_size + preparers)
+        self.detected: queue.Queue = queue.Queue(maxsize=2 * annotators)
+        self.annotated: queue.Queue = queue.Queue(maxsize=2 * annotators)
+        self.draw = any(sink.needs_image for sink in sinks)
+        self.written = 0
+        self.progress = tqdm(total=source.expected_frames, unit="frame", file=sys.stderr, leave=False,
+                             disable=not options.progress, dynamic_ncols=True)
+        workers: list[tuple[str, Callable[[], None]]] = [("decode", self.decode)]
+        workers += [(f"prepare-{i}", self.prepare) for i in range(preparers)]
+        workers += [("infer", self.infer)]
+        workers += [(f"annotate-{i}", self.annotate) for i in range(annotators)]
+        workers += [("write", self.write)]
+        self.threads = [threading.Thread(target=control.guarded(work), name=f"effdet-{name}", daemon=True)
+                        for name, work in workers]
+
+    def _ordered(self, source_queue: queue.Queue, producers: int) -> Iterator[FrameRecord]:
+        """Frames of `source_queue` in index order, until each of `producers` workers sent DONE."""
+        order: ReorderBuffer[FrameRecord] = ReorderBuffer()
+        finished = 0
+        while finished < producers:
+            item = self.control.get(source_queue)
+            if item is DONE:
+                finished += 1
+                continue
+            yield from order.push(item.index, item)
+        if len(order):
+            raise RuntimeError(f"{len(order)} frames never reached their turn (a frame index is missing)")
+
+    def _pool_worker(self, source_queue: queue.Queue, target: queue.Queue, clock: StageClock,
+                     work: Callable[[FrameRecord], None]) -> None:
+        while (record := self.control.get(source_queue)) is not DONE:
+            with clock.busy():
+                work(record)
+            self.control.put(target, record)
+        self.control.put(target, DONE)
+
+    def decode(self) -> None:
+        for record in _timed(self.source.frames(), self.clocks["decode"]):
+            self.control.put(self.decoded, record)
+        for _ in range(self.options.prepare_workers):
+            self.control.put(self.decoded, DONE)
+
+    def prepare(self) -> None:
+        size = self.engine.image_size
+        self._pool_worker(self.decoded, self.prepared, self.clocks["prepare"],
+                          lambda record: prepare_frame(record, size))
+
+    def infer(self) -> None:
+        runner = BatchRunner(self.engine, self.options.detection_filter, self.clocks["infer"],
+                             self.options.in_flight)
+        for record in self._ordered(self.prepared, self.options.prepare_workers):
+            for done in runner.add(record):
+                self.control.put(self.detected, done)
+        for done in runner.flush():
+            self.control.put(self.detected, done)
+        for _ in range(self.options.annotate_workers):
+            self.control.put(self.detected, DONE)
+
+    def annotate(self) -> None:
+        self._pool_worker(self.detected, self.annotated, self.clocks["annotate"], self._annotate_frame)
+
+    def _annotate_frame(self, record: FrameRecord) -> None:
+        if self.draw:
+            draw_detections(record.image, record.detections, self.options.labels)
+        for sink in self.sinks:
+            sink.render(record)
+
+    def write(self) -> None:
+        clock = self.clocks["write"]
+        for record in self._ordered(self.annotated, self.options.annotate_workers):
+            with clock.busy():
+                for sink in self.sinks:
+                    sink.write(record)
+            self.written += 1
+            self.progress.update(1)
+        with clock.busy(items=0):
+            for sink in self.sinks:
+                sink.finish()
+
+    def wait(self) -> None:
+        """Join all threads; once stopping, give them `stop_timeout_s` and then leave the stragglers
+        (daemon threads) behind rather than hang."""
+        deadline: float | None = None
+        while any(thread.is_alive() for thread in self.threads):
+            if self.control.stopping and deadline is None:
+                deadline = time.monotonic() + self.options.stop_timeout_s
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            for thread in self.threads:
+                thread.join(POLL_S / len(self.threads))
+
+
+def run_pipeline(source: FrameSource, engine: Engine, sinks: Sequence[FrameSink],
+                 options: PipelineOptions | None = None, control: RunControl | None = None) -> RunStats:
+    """Run one stream to its end and return its statistics.
+
+    On success every sink is finished (its output published). On failure - an exception in any stage,
+    or `control.fail(...)` from outside, e.g. a signal handler - all threads stop within about
+    `stop_timeout_s`, every sink is aborted (no partial output) and the first error is raised here.
+    The caller owns `source` and `engine` (and closes them)."""
+    options = options or PipelineOptions()
+    control = control or RunControl()
+    run = _Run(source, engine, sinks, options, control)
+    started = time.perf_counter()
+    try:
+        for thread in run.threads:
+            thread.start()
+        try:
+            run.wait()
+        except KeyboardInterrupt:  # no signal handler installed (library use): stop like the CLI does
+            control.fail(Interrupted(signal.SIGINT))
+            run.wait()
+    finally:
+        run.progress.close()
+    if control.error is not None:
+        for sink in sinks:
+            sink.abort()
+        raise control.error
+    wall = time.perf_counter() - started
+    return RunStats(
+        frames=run.written,
+        decoded=run.clocks["decode"].stats(wall).items,
+        skipped_packets=source.skipped_packets,
+        dropped=source.dropped,
+        wall_s=wall,
+        fps=run.written / wall if wall > 0 else 0.0,
+        stages=tuple(clock.stats(wall) for clock in run.clocks.values()),
+    )

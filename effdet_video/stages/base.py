@@ -1,0 +1,46 @@
+"""The two ends of a pipeline: a frame source and frame sinks. `run_pipeline` needs nothing more, so
+files, live streams and folders differ only in the source and sinks they plug in."""
+from __future__ import annotations
+
+import abc
+from typing import Iterator
+
+from effdet_video.pipeline.frames import FrameRecord
+
+
+class FrameSource(abc.ABC):
+    """Yields decoded frames with consecutive indices from 0, in presentation order."""
+
+    skipped_packets: int = 0  # corrupt packets skipped while decoding
+    dropped: int = 0          # frames left out on purpose (live sources that fall behind)
+    expected_frames: int | None = None  # for the progress bar, when the container knows
+
+    @abc.abstractmethod
+    def frames(self) -> Iterator[FrameRecord]:
+        """Runs on the decode thread; records carry `picture` (a PyAV VideoFrame)."""
+
+    def close(self) -> None:
+        """Release the input."""
+
+
+class FrameSink(abc.ABC):
+    """Consumes finished frames in index order. Writes to a temporary name; `finish` publishes it,
+    `abort` removes it, so a failed or interrupted run never leaves a partial file."""
+
+    needs_image: bool = False  # whether `render` needs the annotated picture
+
+    def render(self, record: FrameRecord) -> None:
+        """Per-frame work that may run in parallel and out of order (annotate pool), e.g. pixel format
+        conversion; results go into `record.encoded`."""
+
+    @abc.abstractmethod
+    def write(self, record: FrameRecord) -> None:
+        """Called on the sink thread, one frame at a time, in index order."""
+
+    @abc.abstractmethod
+    def finish(self) -> None:
+        """Flush and publish the output under its final name."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop the output; must be safe to call at any time and more than once."""

@@ -1,0 +1,78 @@
+"""Detections as files: JSON Lines (one object per frame) and COCO results JSON (one list)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from effdet_video.configs.labels import label_name
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.base import FrameSink
+from effdet_video.stages.output_file import PartialFile
+
+
+def frame_object(record: FrameRecord, labels: dict[int, str] | None = None) -> dict[str, Any]:
+    """One JSON Lines row: index, pts in seconds and the kept detections (boxes in display pixels)."""
+    return {
+        "index": record.index,
+        "pts": round(record.seconds, 6),
+        "detections": [
+            {"box": [round(float(v), 2) for v in row[:4]], "score": round(float(row[4]), 4),
+             "class_id": int(row[5]), "class_name": label_name(int(row[5]), labels)}
+            for row in record.detections
+        ],
+    }
+
+
+def coco_results(record: FrameRecord) -> list[dict[str, Any]]:
+    """COCO results entries of one frame; image_id is the frame index, bbox is [x, y, width, height]."""
+    return [
+        {"image_id": record.index, "category_id": int(row[5]),
+         "bbox": [round(float(row[0]), 2), round(float(row[1]), 2),
+                  round(float(row[2] - row[0]), 2), round(float(row[3] - row[1]), 2)],
+         "score": round(float(row[4]), 4)}
+        for row in record.detections
+    ]
+
+
+class _TextFileSink(FrameSink):
+    """A text output written under a temporary name and renamed by `finish`."""
+
+    def __init__(self, output: Path) -> None:
+        self._file = PartialFile(output)
+        self._stream: TextIO = open(self._file.temporary, "w", encoding="utf-8")
+
+    def finish(self) -> None:
+        self._stream.close()
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._stream.close()
+        self._file.discard()
+
+
+class JsonLinesSink(_TextFileSink):
+    def __init__(self, output: Path, labels: dict[int, str] | None = None) -> None:
+        super().__init__(output)
+        self._labels = labels
+
+    def write(self, record: FrameRecord) -> None:
+        self._stream.write(json.dumps(frame_object(record, self._labels)) + "\n")
+
+
+class CocoResultsSink(_TextFileSink):
+    """Streams the JSON list entry by entry, so memory does not grow with the video's length."""
+
+    def __init__(self, output: Path) -> None:
+        super().__init__(output)
+        self._stream.write("[")
+        self._entries = 0
+
+    def write(self, record: FrameRecord) -> None:
+        for entry in coco_results(record):
+            self._stream.write(("," if self._entries else "") + "\n" + json.dumps(entry))
+            self._entries += 1
+
+    def finish(self) -> None:
+        self._stream.write("\n]\n")
+        super().finish()

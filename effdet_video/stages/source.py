@@ -1,0 +1,141 @@
+"""Decoding a video file with PyAV: threaded decoder, corrupt packets counted and skipped."""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+
+from effdet_video.errors import UserError
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.base import FrameSource
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What the sinks need to know about the input video stream.
+
+    width/height: coded size of the frames (before rotation); rotation: degrees counter-clockwise that
+    a player applies for display, a multiple of 90; time_base: of the input stream, kept by the output."""
+
+    path: Path
+    width: int
+    height: int
+    time_base: Fraction
+    rate: Fraction | None
+    rotation: int
+    codec: str
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    """av.open with every failure turned into a one-line UserError."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.FFmpegError as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise UserError(f"{path}: not a readable video file ({reason}; is it truncated?)") from None
+
+
+def display_rotation(picture: av.VideoFrame) -> int:
+    """The frame's display-matrix rotation rounded to a quarter turn, in [0, 360)."""
+    return int(round(picture.rotation / 90.0)) * 90 % 360
+
+
+class VideoFileSource(FrameSource):
+    """The first video stream of a file. Opening decodes the first frame, so that an unreadable input
+    fails here, before any output is created."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skipped_packets = 0
+        self._container = open_container(path)
+        try:
+            self._stream = self._video_stream()
+            self._pictures = self._decode()
+            first = next(self._pictures, None)
+        except BaseException:
+            self._container.close()
+            raise
+        if first is None:
+            self._container.close()
+            raise UserError(f"{path}: the video stream has no decodable frames")
+        self._first: av.VideoFrame | None = first
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.expected_frames = self._frame_count_hint(rate)
+        self.info = VideoInfo(
+            path=path,
+            width=first.width,
+            height=first.height,
+            time_base=self._stream.time_base or Fraction(1, 90000),
+            rate=rate,
+            rotation=display_rotation(first),
+            codec=self._stream.codec_context.name,
+        )
+
+    def _video_stream(self) -> av.video.stream.VideoStream:
+        if not self._container.streams.video:
+            raise UserError(f"{self.path}: has no video stream")
+        stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            raise UserError(f"{self.path}: unsupported video codec (this FFmpeg build has no decoder for it)")
+        stream.codec_context.thread_type = "AUTO"
+        return stream
+
+    def _frame_count_hint(self, rate: Fraction | None) -> int | None:
+        """The container's frame count, else duration x average rate (Matroska stores no count)."""
+        if self._stream.frames:
+            return int(self._stream.frames)
+        if self._container.duration and rate:
+            return round(self._container.duration / av.time_base * float(rate))
+        return None
+
+    def _packets(self) -> Iterator[av.Packet]:
+        """Demuxed packets; a demuxer error (damaged container) counts as one skipped packet and ends
+        the stream, which keeps everything decoded so far."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.InvalidDataError:
+                self.skipped_packets += 1
+                return
+            yield packet
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        for packet in self._packets():
+            try:
+                pictures = packet.decode()
+            except av.error.InvalidDataError:
+                self.skipped_packets += 1
+                continue
+            yield from pictures
+
+    def frames(self) -> Iterator[FrameRecord]:
+        """Frames with their timestamps; a frame without pts (raw streams) gets the previous frame's
+        pts plus its duration (or one nominal frame period)."""
+        time_base = self.info.time_base
+        step = max(1, round(1 / (self.info.rate * time_base))) if self.info.rate else 1
+        next_pts = 0
+        for index, picture in enumerate(self._pictures_from_first()):
+            pts = picture.pts if picture.pts is not None else next_pts
+            duration = int(picture.duration or 0)
+            next_pts = pts + (duration or step)
+            yield FrameRecord(index=index, pts=pts, time_base=time_base, duration=duration,
+                              rotation=self.info.rotation, picture=picture)
+
+    def _pictures_from_first(self) -> Iterator[av.VideoFrame]:
+        first, self._first = self._first, None
+        if first is not None:
+            yield first
+        yield from self._pictures
+
+    def close(self) -> None:
+        self._container.close()
