@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `effdet-video` script; exits with the codes described above."""
     CliState.debug = False
     try:
-        cli.main(args=argv, prog_name="effdet-video", standalone_mode=False)
+        # Without standalone mode click hands back `ctx.exit(code)` as the return value.
+        returned = cli.main(args=argv, prog_name="effdet-video", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         if CliState.debug:
             traceback.print_exc()
         _fail(f"error: {type(error).__name__}: {error}", 1)
-    sys.exit(0)
+    sys.exit(returned if isinstance(returned, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:

@@ -157,6 +157,17 @@ def test_an_engine_breaking_the_contract_fails_the_batch_instead_of_hanging_it()
     assert len(results[1]) == 1 and "broadcast" in str(results[1][0])
 
 
+def test_rows_of_the_wrong_size_fail_their_own_stream_only() -> None:
+    engine = RecordingEngine(batch_size=4)
+    with SharedEngine([engine], linger_s=0.001) as shared:
+        wrong = InferenceBatch(np.zeros((2, 16, 16, 3), np.uint8), np.zeros((2, 2), np.int32),
+                               np.ones(2, np.float32), 2)
+        with pytest.raises(SharedEngineError, match="broadcast"):
+            shared.stream_engine(2).infer(wrong)
+        results = run_streams(shared, {1: (6, 2)})
+    assert results[1] == expected_rows(1, 6)
+
+
 def test_when_the_last_dispatcher_dies_submits_fail_at_once() -> None:
     with SharedEngine([RecordingEngine(batch_size=4, device="cuda:99")]) as shared:  # cannot bind to it
         shared._dispatchers[0].thread.join(timeout=5)

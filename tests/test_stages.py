@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from effdet_video.commands.common import parse_classes
+from effdet_video.commands.common import model_labels, parse_classes
+from effdet_video.configs.labels import coco_labels
 from effdet_video.errors import UserError
 from effdet_video.pipeline.reorder import ReorderBuffer
 from effdet_video.stages.annotate import class_colour, draw_detections
@@ -46,10 +47,20 @@ def test_detection_filter(detection_filter, kept_classes):
 
 
 def test_parse_classes_accepts_names_and_ids():
-    assert parse_classes("person, Car,18") == frozenset({1, 3, 18})
-    assert parse_classes(None) is None
+    assert parse_classes("person, Car,18", coco_labels()) == frozenset({1, 3, 18})
+    assert parse_classes(None, coco_labels()) is None
     with pytest.raises(UserError, match="unknown class 'unicorn'"):
-        parse_classes("person,unicorn")
+        parse_classes("person,unicorn", coco_labels())
+
+
+def test_model_labels_come_from_the_file_beside_the_weights(tmp_path):
+    weights = tmp_path / "mine.h5"
+    (tmp_path / "mine.labels.txt").write_text("apple\npear\n")
+    options = {"random_weights": False, "weights": str(weights), "model": "d0"}
+    assert model_labels(options) == {1: "apple", 2: "pear"}
+    assert parse_classes("pear", model_labels(options)) == frozenset({2})
+    assert model_labels({**options, "weights": None, "model": "demo"})[1] == "cat"
+    assert model_labels({**options, "weights": None})[1] == "person"
 
 
 def test_draw_detections_draws_box_in_class_colour():

@@ -11,21 +11,22 @@ import dataclasses
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from effdet_video.commands.common import debug_option, detection_filter, detection_options, engine_options, engine_spec
+from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
+                                          engine_spec, model_labels)
 from effdet_video.commands.run import open_sinks
 from effdet_video.engine.base import Engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
 from effdet_video.pipeline.batch_nvdec import nvdec_opener
-from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, SinkOpener, SourceOpener, run_batch
+from effdet_video.pipeline.batch_runner import (BatchOptions, BatchSummary, ItemResult, SinkOpener, SourceOpener,
+                                                run_batch)
 from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
@@ -44,18 +45,18 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 
 def parse_devices(text: str | None, device: str) -> list[str]:
-    """--devices 'cuda:0,cuda:1' or 'all' (every visible GPU); without it, the one --device."""
+    """--devices 'cuda:0,cuda:1' or 'all' (every visible GPU); without it, the one --device. A bare
+    'cuda' becomes 'cuda:0', so that every device names its index."""
     from effdet_video.engine import factory  # torch is imported only when an engine is needed
 
-    if text is None:
-        return [factory.resolve_device(device)]
-    if text.strip() == "all":
+    if text is not None and text.strip() == "all":
         import torch
 
         if not torch.cuda.is_available():
             raise UserError("--devices all: this torch build sees no CUDA GPU")
         return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
-    devices = [factory.resolve_device(part.strip()) for part in text.split(",") if part.strip()]
+    names = [part.strip() for part in text.split(",") if part.strip()] if text is not None else [device]
+    devices = ["cuda:0" if name == "cuda" else name for name in map(factory.resolve_device, names)]
     if not devices or len(set(devices)) < len(devices):
         raise UserError(f"--devices {text!r}: expected distinct devices, e.g. cuda:0,cuda:1")
     return devices
@@ -143,7 +144,8 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         output_dir=output_dir,
         output_kinds=kinds,
         jobs=jobs,
-        pipeline=PipelineOptions(detection_filter=detection_filter(options), prepare_workers=workers,
+        pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
+                                 prepare_workers=workers,
                                  annotate_workers=workers),
         output_options=output_options(options, kinds),
         redo=options["redo"],
@@ -161,14 +163,15 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         summary = _run(items, engines, batch_options, open_source, sinks_for, control, options)
     click.echo(summary.table(), err=True)
     if options["summary_json"]:
-        report = {**summary.as_dict(), "engine_build_s": round(build_s, 3), "devices": devices, "decoder": options["decoder"], "jobs": jobs,
+        report = {**summary.as_dict(), "engine_build_s": round(build_s, 3), "devices": devices,
+                  "decoder": options["decoder"], "jobs": jobs,
                   "model": spec.model, "precision": spec.precision, "engine_batch": spec.batch_size,
                   "stream_batch": min(options["stream_batch"], spec.batch_size)}
         options["summary_json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if summary.interrupted:
         raise control.error or Interrupted(signal.SIGINT)
     if not summary.ok:
-        sys.exit(1)  # some inputs failed; the others are done (click's Exit would be swallowed by cli.main)
+        click.get_current_context().exit(1)  # some inputs failed; the others are done
 
 
 def _run(items: list[BatchItem], engines: list[Engine], batch_options: BatchOptions, open_source: SourceOpener,

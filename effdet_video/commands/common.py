@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 import click
 
-from effdet_video.configs.labels import coco_labels
+from pathlib import Path
+
+from effdet_video.configs.labels import coco_labels, labels_for_weights
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.stages.infer import DetectionFilter
@@ -85,11 +87,22 @@ def engine_spec(options: dict[str, Any]) -> EngineSpec:
     )
 
 
-def parse_classes(text: str | None) -> frozenset[int] | None:
+def model_labels(options: dict[str, Any]) -> dict[int, str]:
+    """Class names of the model the options select: a labels file beside the weights (our own trained
+    models), else COCO's (AutoML's checkpoints)."""
+    from effdet_video.models.checkpoints import packaged_weights
+
+    if options["random_weights"]:
+        return coco_labels()
+    weights = options["weights"] or packaged_weights(options["model"])
+    return labels_for_weights(Path(weights) if weights else None)
+
+
+def parse_classes(text: str | None, labels: dict[int, str]) -> frozenset[int] | None:
     """'person, car,3' -> {1, 3}; unknown names are a UserError listing what went wrong."""
     if text is None:
         return None
-    by_name = {name.lower(): class_id for class_id, name in coco_labels().items()}
+    by_name = {name.lower(): class_id for class_id, name in labels.items()}
     ids: set[int] = set()
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -99,12 +112,14 @@ def parse_classes(text: str | None) -> frozenset[int] | None:
         elif item.lower() in by_name:
             ids.add(by_name[item.lower()])
         else:
-            raise UserError(f"unknown class {item!r} in --classes (use COCO names like 'person' or ids)")
+            raise UserError(f"unknown class {item!r} in --classes (use the model's class names, e.g. "
+                            f"{', '.join(list(labels.values())[:3])}, or ids)")
     if not ids:
         raise UserError("--classes is empty")
     return frozenset(ids)
 
 
 def detection_filter(options: dict[str, Any]) -> DetectionFilter:
-    return DetectionFilter(score_threshold=options["score_threshold"], class_ids=parse_classes(options["classes"]),
+    return DetectionFilter(score_threshold=options["score_threshold"],
+                           class_ids=parse_classes(options["classes"], model_labels(options)),
                            max_det=options["max_det"])

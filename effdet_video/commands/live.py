@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import debug_option, detection_filter, detection_options, engine_options, engine_spec
-from effdet_video.configs.labels import coco_labels
+from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
+                                          engine_spec, model_labels)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
 from effdet_video.stages.live_source import LiveOptions, parse_location
@@ -99,6 +99,6 @@ def command(source: str, **options: Any) -> None:
 
         return build(spec)
 
-    result = run_live(location, live_options, build_engine, outputs, detection_filter(options), coco_labels(),
+    result = run_live(location, live_options, build_engine, outputs, detection_filter(options), model_labels(options),
                       options["duration"], _say)
     _say(_summary(result))

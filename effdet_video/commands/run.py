@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import debug_option, detection_filter, detection_options, engine_options, engine_spec
+from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
+                                          engine_spec, model_labels)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
@@ -45,7 +46,7 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
                                            preset=options["preset"], audio=not options["no_audio"]))
             elif kind == "jsonl":
-                sinks.append(JsonLinesSink(path))
+                sinks.append(JsonLinesSink(path, model_labels(options)))
             else:
                 sinks.append(CocoResultsSink(path))
     except BaseException:
@@ -89,7 +90,7 @@ def command(input_path: Path, **options: Any) -> None:
 
         with factory.build_engine(engine_spec(options)) as engine:
             sinks = open_sinks(outputs, source.info, options)
-            pipeline_options = PipelineOptions(detection_filter=detection_filter(options),
+            pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
                                                progress=not options["quiet"] and sys.stderr.isatty())
             control = RunControl()
             with stop_on_signals(control):

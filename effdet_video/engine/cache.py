@@ -1,10 +1,11 @@
 """The on-disk engine cache: a compiled graph is built once per (spec, code, torch, GPU) and reloaded.
 
 Two compilers, both PyTorch's own:
-  aoti:     torch.export + AOTInductor -> a .pt2 package (kernels + weights). A second start only loads
-            the package (no tracing, no model construction): this is what makes first detections fast.
-  inductor: torch.compile with Inductor's FX-graph/AOTAutograd caches pointed into the cache directory;
+  inductor: (the default) torch.compile with Inductor's FX-graph/AOTAutograd caches pointed into the cache directory;
             a second start still re-traces the model with Dynamo, but skips the kernel compilation.
+  aoti:     torch.export + AOTInductor -> a .pt2 package (kernels + weights); a second start only loads
+            the package. Experimental: on the H100 (torch 2.11) the engine built this way crashed at its
+            first run or capture; not the default until that is understood.
   eager:    no compilation (the CUDA graph capture still removes launch overhead).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from effdet_video.engine.spec import EngineSpec
 
-COMPILERS = ("aoti", "inductor", "eager")
+COMPILERS = ("aoti", "inductor", "eager")  # in fallback order
 _CODE_PACKAGES = ("models", "ops", "engine")
 
 
@@ -99,20 +100,20 @@ def _load_or_compile(key: str, compiler: str, build_module: Callable[[], torch.n
     started = time.perf_counter()
     use_inductor_cache()
     info = {"compiler": compiler, "key": key}
-    with torch.inference_mode(False), torch.no_grad():
-        if compiler == "aoti":
-            package = cache_root() / f"{key}.pt2"
-            info["cache_hit"] = package.exists()
-            if not package.exists():
+    if compiler == "aoti":
+        package = cache_root() / f"{key}.pt2"
+        info["cache_hit"] = package.exists()
+        if not package.exists():
+            with torch.inference_mode(False), torch.no_grad():  # export refuses inference tensors
                 _export_package(build_module(), example_inputs, package)
-            runner = torch._inductor.aoti_load_package(str(package))
-        elif compiler == "inductor":
-            with torch._inductor.config.patch(freezing=True):
-                runner = torch.compile(build_module(), dynamic=False, fullgraph=False)
-                runner(*example_inputs)  # compile now (warm start: a cache hit), not at capture time
-            info["cache_hit"] = None
-        else:
-            runner = build_module()
+        runner = torch._inductor.aoti_load_package(str(package))
+    elif compiler == "inductor":
+        # Compiled under inference_mode, as the engine calls it: a grad-mode mismatch would recompile.
+        with torch.inference_mode(), torch._inductor.config.patch(freezing=True):
+            runner = torch.compile(build_module(), dynamic=False, fullgraph=False)
+            runner(*example_inputs)  # compile now (warm start: a cache hit), not at capture time
+    else:
+        runner = build_module()
     info["load_s"] = round(time.perf_counter() - started, 3)
     return runner, info
 

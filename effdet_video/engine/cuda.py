@@ -16,7 +16,7 @@ from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "aoti")
+DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
 IN_FLIGHT = 3
 
 

@@ -192,17 +192,17 @@ class _Dispatcher:
         return slices
 
     def _submit(self, slices: list[_Slice]) -> None:
-        count = 0
-        for piece in slices:
-            rows = slice(piece.start, piece.start + piece.rows)
-            target = slice(piece.row, piece.row + piece.rows)
-            self._images[target] = piece.request.images[rows]
-            self._valid_hw[target] = piece.request.valid_hw[rows]
-            self._scales[target] = piece.request.scales[rows]
-            count += piece.rows
-        self._valid_hw[count:] = 0
-        self._scales[count:] = 1.0
         try:
+            count = 0
+            for piece in slices:
+                rows = slice(piece.start, piece.start + piece.rows)
+                target = slice(piece.row, piece.row + piece.rows)
+                self._images[target] = piece.request.images[rows]
+                self._valid_hw[target] = piece.request.valid_hw[rows]
+                self._scales[target] = piece.request.scales[rows]
+                count += piece.rows
+            self._valid_hw[count:] = 0
+            self._scales[count:] = 1.0
             pending = self.engine.submit(InferenceBatch(self._images, self._valid_hw, self._scales, count))
         except Exception as error:  # noqa: BLE001 - fails the streams of this batch, not the dispatcher
             self._fail(slices, error)
@@ -227,11 +227,12 @@ class _Dispatcher:
 
 
 def _bind_device(device: str) -> None:
-    """CUDA's current device is per thread: make the dispatcher's the one its engine lives on."""
-    if device.startswith("cuda"):
+    """CUDA's current device is per thread: make the dispatcher's the one its engine lives on ('cuda'
+    without an index is the default device, which a new thread has already)."""
+    if device.startswith("cuda:"):
         import torch
 
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(int(device.split(":")[1]))
 
 
 class SharedEngine:

@@ -84,11 +84,23 @@ class ResampleFeatureMap(nn.Module):
         raise ValueError(f"cannot resample a {height}x{width} feature map to {target_h}x{target_w}")
 
 
+@dataclasses.dataclass(frozen=True)
+class FpnFlags:
+    """The ModelConfig switches that shape every node."""
+
+    apply_bn_for_resampling: bool
+    conv_after_downsample: bool
+    conv_bn_act_pattern: bool
+    separable_conv: bool
+    act_type: str
+    bn_eps: float
+
+
 class FpnNode(nn.Module):
     """Fuses its inputs (resampled to its level) by a weighted sum, then act -> 3x3 conv -> BN."""
 
     def __init__(self, spec: FpnNodeSpec, min_level: int, input_channels: list[int], num_filters: int,
-                 weight_method: str, config_flags: "FpnFlags") -> None:
+                 weight_method: str, config_flags: FpnFlags) -> None:
         super().__init__()
         if weight_method not in WEIGHT_METHODS:
             raise ValueError(f"unsupported fpn_weight_method {weight_method!r}; supported: {WEIGHT_METHODS}")
@@ -127,18 +139,6 @@ class FpnNode(nn.Module):
         if self.conv_bn_act_pattern:
             return self.act(self.bn(self.conv(x)))
         return self.bn(self.conv(self.act(x)))
-
-
-@dataclasses.dataclass(frozen=True)
-class FpnFlags:
-    """The ModelConfig switches that shape every node."""
-
-    apply_bn_for_resampling: bool
-    conv_after_downsample: bool
-    conv_bn_act_pattern: bool
-    separable_conv: bool
-    act_type: str
-    bn_eps: float
 
 
 class BiFpnCell(nn.Module):

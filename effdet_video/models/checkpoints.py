@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib import resources
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,8 @@ from ..errors import UserError
 CHECKPOINT_BASE_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientdet/coco2"
 HOME_ENV = "EFFDET_VIDEO_HOME"
 DEFAULT_HOME = "~/.cache/effdet-video"
+# Trained here on synthetic scenes (effdet_video/training/demo_model.py) and shipped inside the package.
+DEMO_MODEL = "efficientdet-demo"
 _DOWNLOAD_TIMEOUT_S = 60
 _CHUNK_BYTES = 1 << 20
 
@@ -27,6 +30,15 @@ def weights_home() -> Path:
 
 def checkpoint_url(model_name: str) -> str:
     return f"{CHECKPOINT_BASE_URL}/{model_name}.h5"
+
+
+def demo_weights() -> Path:
+    return Path(str(resources.files("effdet_video").joinpath("assets", f"{DEMO_MODEL}.h5")))
+
+
+def packaged_weights(model_name: str) -> Path | None:
+    """The weights shipped inside the package for `model_name`, if any (only the demo model has them)."""
+    return demo_weights() if _canonical_name(model_name) == DEMO_MODEL else None
 
 
 def _canonical_name(model_name: str) -> str:
@@ -63,12 +75,16 @@ def _download(url: str, target: Path) -> None:
 
 
 def resolve_weights(model_name: str, weights: str | os.PathLike[str] | None) -> Path:
-    """The `.h5` file to load for `model_name`: `weights` if given, else the cached (or downloaded) AutoML file."""
+    """The `.h5` file to load for `model_name`: `weights` if given, the packaged file of the demo model, else
+    the cached (or downloaded) AutoML file."""
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"weights file not found: {path}")
         return path
+    packaged = packaged_weights(model_name)
+    if packaged is not None:
+        return packaged
     name = _canonical_name(model_name)
     target = weights_home() / f"{name}.h5"
     if not target.is_file():

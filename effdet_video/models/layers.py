@@ -79,7 +79,7 @@ def conv3x3(separable: bool, in_channels: int, out_channels: int, bias: bool = T
 
 
 def batch_norm(channels: int, eps: float) -> nn.BatchNorm2d:
-    """Keras BatchNormalization as AutoML builds it (epsilon 1e-3 by default; momentum irrelevant here)."""
+    """Keras BatchNormalization as AutoML builds it: epsilon 1e-3, Keras momentum 0.99 (= torch's 0.01)."""
     return nn.BatchNorm2d(channels, eps=eps, momentum=0.01)
 
 

@@ -170,7 +170,7 @@ class _Batch:
         except Exception as error:  # noqa: BLE001 - one input's failure must not stop the batch
             if self.control.stopping:
                 return self._report(ItemResult(key, "interrupted", error=describe_error(self.control.error)))
-            result = ItemResult(key, "failed", error=describe_error(error))
+            result = ItemResult(key, "failed", error=describe_error(error).removeprefix(f"{item.path}: "))
             self.manifest.record(key, ManifestEntry("failed", stamp, self.options_key, [], error=result.error))
             return self._report(result)
         finally:

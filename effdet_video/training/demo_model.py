@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from effdet_video.configs import get_model_config
+from effdet_video.models.checkpoints import DEMO_MODEL
 from effdet_video.training import checkpoint, data, evaluate, synth, trainer
 from effdet_video.training.scene_kit import load_scene_kit
 
-DEMO_MODEL = "efficientdet-demo"
 TRAIN_SEED, VALIDATION_SEED = 1, 2
 DEMO_SETTINGS = dict(batch_size=32, optimizer="adamw", learning_rate=1.5e-3, weight_decay=1e-4,
                      jitter=(0.6, 1.4), log_every=100)
@@ -51,7 +51,7 @@ def main() -> None:
     summary.update(val_map50=metrics["map"], val_per_class=metrics["per_class"], device=device)
     print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+    torch.save({k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()},
                args.out / "efficientdet-demo.pt")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
 

@@ -61,7 +61,7 @@ def _step(mover: _Mover, width: int, frame: int) -> tuple[int, int]:
 
 
 def write_clip(kit: SceneKit, path: Path, seed: int, num_frames: int = 60, size: tuple[int, int] = (480, 640),
-               fps: int = 25, lanes: int = 3) -> dict:
+               fps: int = 25, lanes: int = 4) -> dict:
     """Encode an H.264 clip of objects moving over one background; returns its per-frame ground truth as
     a COCO dataset (image i+1 is frame i, with `frame_index`), also written to `<path>.gt.json`."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -62,6 +62,14 @@ def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.O
     raise ValueError(f"unknown optimizer {settings.optimizer!r} (adamw or sgd)")
 
 
+def _epochs(loader: DataLoader, dataset: DetectionDataset, epochs: int) -> Iterator[tuple[int, tuple]]:
+    """(epoch, batch) over all epochs; each epoch re-seeds the dataset's augmentation."""
+    for epoch in range(epochs):
+        dataset.epoch = epoch
+        for batch in loader:
+            yield epoch, batch
+
+
 def train(model: EfficientDet, samples: list[Annotated], settings: TrainSettings,
           log: Callable[[str], None] = print) -> dict:
     """Train `model` in place on `samples`; returns {'steps', 'seconds', 'loss'} (last logged loss)."""
@@ -73,42 +81,38 @@ def train(model: EfficientDet, samples: list[Annotated], settings: TrainSettings
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     dataset = DetectionDataset(samples, config, train=True, jitter=settings.jitter, seed=settings.seed)
-    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, drop_last=len(dataset) >= settings.batch_size,
-                        num_workers=settings.workers, pin_memory=device.type == "cuda",
-                        persistent_workers=False, generator=torch.Generator().manual_seed(settings.seed))
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True,
+                        drop_last=len(dataset) >= settings.batch_size, num_workers=settings.workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(settings.seed))
     total_steps = settings.epochs * len(loader)
     optimizer = _optimizer(model, settings)
     start = time.monotonic()
     step, loss_value = 0, float("nan")
-    for epoch in range(settings.epochs):
-        dataset.epoch = epoch
-        for images, valid_hw, cls_targets, box_targets in loader:
-            elapsed = time.monotonic() - start
-            progress = step / total_steps
-            if settings.max_seconds:
-                progress = max(progress, elapsed / settings.max_seconds)
-            if progress >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = settings.learning_rate * learning_rate_factor(progress)
-            x = normalize_and_mask(images.to(device, non_blocking=True), valid_hw.to(device), config.mean_rgb,
-                                   config.stddev_rgb)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                cls_outputs, box_outputs = model(x.contiguous(memory_format=torch.channels_last))
-            loss = detection_loss(cls_outputs, box_outputs, cls_targets.to(device), box_targets.to(device),
-                                  config.num_classes)
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
-            optimizer.step()
-            step += 1
-            if step % settings.log_every == 0 or step == 1:
-                loss_value = float(loss.total.detach())
-                log(f"epoch {epoch} step {step} {elapsed:.0f}s loss {loss_value:.4f} "
-                    f"(cls {float(loss.cls.detach()):.4f} box {float(loss.box.detach()):.5f}) lr {optimizer.param_groups[0]['lr']:.2e}")
-        else:
-            continue
-        break
+    for epoch, (images, valid_hw, cls_targets, box_targets) in _epochs(loader, dataset, settings.epochs):
+        elapsed = time.monotonic() - start
+        progress = step / total_steps
+        if settings.max_seconds:
+            progress = max(progress, elapsed / settings.max_seconds)
+        if progress >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = settings.learning_rate * learning_rate_factor(progress)
+        x = normalize_and_mask(images.to(device, non_blocking=True), valid_hw.to(device), config.mean_rgb,
+                               config.stddev_rgb)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            cls_outputs, box_outputs = model(x.contiguous(memory_format=torch.channels_last))
+        loss = detection_loss(cls_outputs, box_outputs, cls_targets.to(device), box_targets.to(device),
+                              config.num_classes)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
+        optimizer.step()
+        step += 1
+        if step % settings.log_every == 0 or step == 1:
+            loss_value = float(loss.total.detach())
+            log(f"epoch {epoch} step {step} {elapsed:.0f}s loss {loss_value:.4f} "
+                f"(cls {float(loss.cls.detach()):.4f} box {float(loss.box.detach()):.5f}) "
+                f"lr {optimizer.param_groups[0]['lr']:.2e}")
     model.eval()
     return {"steps": step, "seconds": time.monotonic() - start, "loss": loss_value}
 
