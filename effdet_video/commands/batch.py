@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
-                                          engine_spec, model_labels)
+from effdet_video.commands.common import (debug_option, detection_filter, detection_options, encoder_options,
+                                          engine_options, engine_spec, model_labels)
 from effdet_video.commands.run import open_sinks
 from effdet_video.engine.base import Engine
 from effdet_video.engine.spec import EngineSpec
@@ -118,10 +118,7 @@ def print_result(result: ItemResult) -> None:
               help="How long a partial engine batch waits for more streams' frames.")
 @engine_options
 @detection_options
-@click.option("--codec", default=None, help="Video encoder [default: from the extension].")
-@click.option("--crf", type=click.IntRange(0, 63), default=20, show_default=True, help="Encoder quality.")
-@click.option("--preset", default="veryfast", show_default=True, help="Encoder speed preset (x264/x265).")
-@click.option("--no-audio", is_flag=True, help="Leave the audio out of the videos.")
+@encoder_options
 @click.option("--redo", is_flag=True, help="Process every input again, even those done by an earlier run.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the summary (per input and totals) as JSON here.")
@@ -140,11 +137,12 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     spec = engine_spec({**options, "device": devices[0]})
     jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
     workers = per_stream_workers(jobs)
+    labels = model_labels(options)
     batch_options = BatchOptions(
         output_dir=output_dir,
         output_kinds=kinds,
         jobs=jobs,
-        pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
+        pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                  prepare_workers=workers,
                                  annotate_workers=workers),
         output_options=output_options(options, kinds),
@@ -153,7 +151,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
 
     def sinks_for(outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
         return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},
-                          info, options)
+                          info, options, labels)
 
     control = RunControl()
     build_started = time.perf_counter()

@@ -65,6 +65,13 @@ detection_options = _stack(
                  help="Keep only these classes: comma-separated COCO names or ids, e.g. person,car,3."),
 )
 
+encoder_options = _stack(
+    click.option("--codec", default=None, help="Video encoder [default: from the extension, libx264 for .mp4]."),
+    click.option("--crf", type=click.IntRange(0, 63), default=20, show_default=True, help="Encoder quality."),
+    click.option("--preset", default="veryfast", show_default=True, help="Encoder speed preset (x264/x265)."),
+    click.option("--no-audio", is_flag=True, help="Leave the audio out (by default it is copied untouched)."),
+)
+
 
 def default_batch_size(device: str) -> int:
     """Batches keep a GPU busy; on a CPU they only add latency."""

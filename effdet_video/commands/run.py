@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
-                                          engine_spec, model_labels)
+from effdet_video.commands.common import (debug_option, detection_filter, detection_options, encoder_options,
+                                          engine_options, engine_spec, model_labels)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
@@ -37,7 +37,8 @@ def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path
     return outputs
 
 
-def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any]) -> list[FrameSink]:
+def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any],
+               labels: dict[int, str] | None = None) -> list[FrameSink]:
     """The sinks of `outputs`; if one cannot be opened, those already open are removed again."""
     sinks: list[FrameSink] = []
     try:
@@ -46,7 +47,7 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
                                            preset=options["preset"], audio=not options["no_audio"]))
             elif kind == "jsonl":
-                sinks.append(JsonLinesSink(path, model_labels(options)))
+                sinks.append(JsonLinesSink(path, labels))
             else:
                 sinks.append(CocoResultsSink(path))
     except BaseException:
@@ -74,10 +75,7 @@ def report(stats: RunStats, quiet: bool) -> None:
 @click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl and/or --coco).")
 @engine_options
 @detection_options
-@click.option("--codec", default=None, help="Video encoder [default: from the extension, libx264 for .mp4].")
-@click.option("--crf", type=click.IntRange(0, 63), default=20, show_default=True, help="Encoder quality.")
-@click.option("--preset", default="veryfast", show_default=True, help="Encoder speed preset (x264/x265).")
-@click.option("--no-audio", is_flag=True, help="Leave the audio out (by default it is copied untouched).")
+@encoder_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no timing summary.")
 @debug_option
@@ -89,7 +87,7 @@ def command(input_path: Path, **options: Any) -> None:
         from effdet_video.engine import factory  # torch is imported only once the input is known good
 
         with factory.build_engine(engine_spec(options)) as engine:
-            sinks = open_sinks(outputs, source.info, options)
+            sinks = open_sinks(outputs, source.info, options, model_labels(options))
             pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
                                                progress=not options["quiet"] and sys.stderr.isatty())
             control = RunControl()
