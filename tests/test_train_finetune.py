@@ -13,7 +13,8 @@ from effdet_video.engine.spec import EngineSpec
 from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.weights import load_automl_h5
 from effdet_video.training import synth
-from effdet_video.training.checkpoint import checkpoint_num_classes, initial_model
+from effdet_video.models.weights import checkpoint_num_classes
+from effdet_video.training.checkpoint import initial_model
 from effdet_video.training.scene_kit import load_scene_kit
 
 

@@ -67,6 +67,33 @@ def bench_effdet(model: str, batch_size: int, seconds: float = 3.0, latency_iter
     return row
 
 
+def effdet_frame_detector(model: str):
+    """The naive loop's detector: one RGB frame (any size) -> effdet predict under fp16 autocast ->
+    rows (x0, y0, x1, y1, score, class) in frame pixels. Resizes like effdet's own eval transform
+    (aspect kept, padded), one frame per call."""
+    import cv2
+
+    if not torch.cuda.is_available():
+        raise UserError("the effdet peer needs a CUDA GPU")
+    bench, size = _effdet_bench(model)
+    mean = torch.tensor([0.485, 0.456, 0.406], device="cuda").view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device="cuda").view(1, 3, 1, 1) * 255
+
+    @torch.inference_mode()
+    def detect(image: np.ndarray) -> np.ndarray:
+        scale = min(size[0] / image.shape[0], size[1] / image.shape[1])
+        resized = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)))
+        canvas = np.zeros((*size, 3), np.uint8)
+        canvas[:resized.shape[0], :resized.shape[1]] = resized
+        x = torch.from_numpy(canvas).cuda().permute(2, 0, 1)[None].float()
+        with torch.autocast("cuda", dtype=torch.float16):
+            rows = bench((x - mean) / std)[0].float().cpu().numpy()
+        rows[:, :4] /= scale
+        return rows
+
+    return detect
+
+
 def _host_to_host(bench, size: tuple[int, int]):
     """One uint8 frame on the host -> normalised on the GPU -> predict -> detections on the host."""
     frame = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)

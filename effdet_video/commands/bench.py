@@ -67,19 +67,27 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also time rwightman's effdet (pip install effdet==0.4.1) in this process.")
 @click.option("--startup/--no-startup", default=True, show_default=True,
               help="Time a fresh process to its first detections (batch 1, cached engine).")
+@click.option("--video", "video_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Also run end to end on this video: our pipeline (annotated video; detections only), a "
+                   "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Use only this many frames of --video.")
+@click.option("--image-size", type=click.IntRange(min=64), default=None,
+              help="Override the models' input size (square), e.g. for quick runs on a CPU.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON here.")
 def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
-            seconds: float, peers: bool, startup: bool, json_path: str | None) -> None:
+            seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
+            image_size: int | None, json_path: str | None) -> None:
     """Measure engines and peers; print JSON."""
     from effdet_video.bench.engine_bench import bench_engine
 
     result: dict = {"environment": _environment(), "engines": [], "peers": []}
     sizes = [int(b) for b in _csv(batch_sizes)]
+    square = (image_size, image_size) if image_size else None
     for model, batch, precision, nms_mode in itertools.product(_csv(models), sizes, _csv(precisions),
                                                                _csv(nms_modes)):
         spec = EngineSpec(model=model, weights=weights, random_weights=weights is None, batch_size=batch,
-                          device=device, precision=precision, nms_mode=nms_mode)
+                          device=device, precision=precision, nms_mode=nms_mode, image_size=square)
         row = bench_engine(spec, seconds)
         result["engines"].append(row)
         click.echo(json.dumps(row), err=True)
@@ -94,8 +102,19 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         from effdet_video.bench.startup import measure_startup
 
         spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
-                          batch_size=1, device=device, precision=_csv(precisions)[0])
+                          batch_size=1, device=device, precision=_csv(precisions)[0], image_size=square)
         result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
+    if video_path is not None:
+        from effdet_video.bench.video_bench import bench_video
+        from effdet_video.commands.common import default_batch_size
+        from effdet_video.engine.factory import resolve_device
+
+        resolved = resolve_device(device)
+        spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
+                          batch_size=default_batch_size(resolved), device=resolved,
+                          precision=_csv(precisions)[0], image_size=square)
+        result["video"] = bench_video(video_path, spec, frames)
+        click.echo(json.dumps(result["video"]["ratios"]), err=True)
     result["ratios"] = _ratios(result["engines"], result["peers"])
     text = json.dumps(result, indent=1)
     click.echo(text)

@@ -16,7 +16,7 @@ from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
+DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "eager")
 IN_FLIGHT = 3
 
 
@@ -43,9 +43,8 @@ class CudaEngine(Engine):
             torch.tensor([[height, width]] * batch, dtype=torch.int32, device=device),
             torch.ones((batch,), dtype=torch.float32, device=device),
         )
-        self._runner, self.build_info = cache.load_or_compile(
-            cache.engine_key(spec, compiler, device), compiler,
-            lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
+        self._runner, self.build_info = cache.prepare_graph(
+            compiler, lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
             self._static_inputs)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_outputs = self._warm_up_and_capture(capture)

@@ -18,16 +18,21 @@ from effdet_video.configs import ModelConfig, NmsConfig, get_model_config
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops import anchors as anchor_ops
 from effdet_video.ops import letterbox, postprocess
-from effdet_video.ops.boxes import clip_boxes, decode_boxes, yxyx_to_xyxy
-from effdet_video.ops.nms import non_max_suppression
 
 
 def model_config(spec: EngineSpec) -> ModelConfig:
-    """The model's config with the spec's image size and NMS method applied."""
+    """The model's config with the spec's image size and NMS method applied, and the class count of the
+    spec's weights (a model fine-tuned on a user's classes keeps its architecture's name)."""
+    from effdet_video.models.weights import checkpoint_num_classes
+
     overrides = {}
     if spec.image_size is not None:
         overrides["image_size"] = tuple(spec.image_size)
     config = get_model_config(spec.model, **overrides)
+    if spec.weights is not None and not spec.random_weights:
+        num_classes = checkpoint_num_classes(spec.weights, config.num_anchors)
+        if num_classes is not None:
+            config = dataclasses.replace(config, num_classes=num_classes)
     nms = config.nms
     if spec.nms_method is not None:
         nms = dataclasses.replace(nms, method=spec.nms_method)
@@ -71,36 +76,20 @@ class DetectionGraph(nn.Module):
         cls_outputs = [c.float() for c in cls_outputs]
         box_outputs = [b.float() for b in box_outputs]
         if self.mode == "host":
-            return select_candidates(cls_outputs, box_outputs, self.anchors, self.config.num_classes,
-                                     self.candidates) + (image_scales * 1,)
+            return postprocess.select_candidates(cls_outputs, box_outputs, self.anchors,
+                                                 self.candidates) + (image_scales * 1,)
         return postprocess.detect(cls_outputs, box_outputs, self.anchors, image_scales,
                                   self.config.image_size, self.nms, self.nms.max_output_size,
                                   self.candidates)
 
 
-def select_candidates(cls_outputs, box_outputs, anchors: torch.Tensor, num_classes: int,
-                      candidates: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The device half of the 'host' NMS mode, as `postprocess.detect` selects its NMS input:
-    (scores float32 [B, K], classes int64 [B, K] 0-based, boxes float32 [B, K, 4] yxyx network pixels)."""
-    logits, codes = postprocess.flatten_levels(cls_outputs, box_outputs, num_classes)
-    scores, classes = postprocess.score_anchors(logits)
-    chosen = scores.topk(min(candidates, scores.shape[1]), dim=1, sorted=False).indices.sort(dim=1).values
-    boxes = decode_boxes(codes.gather(1, chosen.unsqueeze(-1).expand(-1, -1, 4)).float(), anchors[chosen])
-    return scores.gather(1, chosen), classes.gather(1, chosen), boxes
-
-
 def host_nms(candidates: tuple[torch.Tensor, ...], image_scales: torch.Tensor, config: ModelConfig,
              max_det: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The host half of the 'host' NMS mode: `postprocess.detect`'s NMS and output formatting, on the
-    CPU, on `select_candidates`' output."""
+    """The host half of the 'host' NMS mode: `postprocess.nms_detections` on the CPU, on the candidates
+    the graph selected on the device."""
     scores, classes, boxes = (t.cpu() for t in candidates)
-    keep, kept_scores, num_valid = non_max_suppression(boxes, scores, config.nms.resolved(), max_det)
-    kept_boxes = clip_boxes(boxes.gather(1, keep.unsqueeze(-1).expand(-1, -1, 4)), config.image_size)
-    kept_boxes = yxyx_to_xyxy(kept_boxes * image_scales.float().view(-1, 1, 1))
-    kept_classes = (classes.gather(1, keep) + 1).float()
-    rows = torch.cat([kept_boxes, kept_scores.unsqueeze(-1), kept_classes.unsqueeze(-1)], dim=-1)
-    in_use = torch.arange(max_det) < num_valid.unsqueeze(1)
-    return torch.where(in_use.unsqueeze(-1), rows, torch.zeros_like(rows)), num_valid
+    return postprocess.nms_detections(scores, classes, boxes, image_scales.cpu(), config.image_size,
+                                      config.nms.resolved(), max_det)
 
 
 def build_network(spec: EngineSpec, config: ModelConfig) -> nn.Module:

@@ -26,6 +26,9 @@ TOP_LEVEL_GROUP = "top_level_model_weights"
 HDF5_OBJECT_HEADER_LIMIT = 64512
 
 
+_CLASS_PREDICTOR_KERNEL = "class-predict/pointwise_kernel:0"
+
+
 def _to_torch(weight: KerasWeight, array: np.ndarray) -> torch.Tensor:
     if weight.kind == CONV:
         array = array.transpose(3, 2, 0, 1)
@@ -155,3 +158,18 @@ def save_automl_h5(model: EfficientDet, path: str | os.PathLike[str]) -> None:
             for weight in group.weights:
                 node.create_dataset(weight.name, data=_to_keras(weight))
         _save_string_list(f.create_group(TOP_LEVEL_GROUP), "weight_names", [])
+
+
+def checkpoint_num_classes(path: str | os.PathLike[str], num_anchors: int) -> int | None:
+    """The class count an AutoML .h5 was trained for, read off its class predictor's output width; None
+    when the file cannot tell (unreadable, not EfficientDet), for `load_automl_h5` to explain."""
+    widths: list[int] = []
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: widths.append(obj.shape[-1])
+                         if isinstance(obj, h5py.Dataset) and name.endswith(_CLASS_PREDICTOR_KERNEL) else None)
+    except OSError:
+        return None
+    if len(widths) != 1 or widths[0] % num_anchors:
+        return None
+    return widths[0] // num_anchors

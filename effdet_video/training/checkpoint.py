@@ -8,29 +8,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import h5py
-
 from effdet_video.configs import ModelConfig
 from effdet_video.errors import UserError
 from effdet_video.models.efficientdet import EfficientDet
-from effdet_video.models.weights import load_automl_h5
+from effdet_video.models.weights import checkpoint_num_classes, load_automl_h5
 
-CLASS_PREDICTOR_KERNEL = "class-predict/pointwise_kernel:0"
 CLASS_PREDICTOR_PREFIX = "class_net.predict."
-
-
-def checkpoint_num_classes(path: Path, num_anchors: int) -> int:
-    """The class count an AutoML .h5 was trained for, read off its class predictor's output width."""
-    widths: list[int] = []
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: widths.append(obj.shape[-1])
-                         if isinstance(obj, h5py.Dataset) and name.endswith(CLASS_PREDICTOR_KERNEL) else None)
-    except OSError as error:
-        raise UserError(f"cannot read weights {path}: {error}") from None
-    if len(widths) != 1 or widths[0] % num_anchors:
-        raise UserError(f"{path} has no EfficientDet class predictor (not an AutoML EfficientDet .h5?)")
-    return widths[0] // num_anchors
 
 
 def initial_model(config: ModelConfig, init: Path | None) -> EfficientDet:
@@ -41,7 +24,7 @@ def initial_model(config: ModelConfig, init: Path | None) -> EfficientDet:
     if not Path(init).is_file():
         raise UserError(f"weights file not found: {init}")
     source_classes = checkpoint_num_classes(init, config.num_anchors)
-    if source_classes == config.num_classes:
+    if source_classes in (None, config.num_classes):  # None: the loader says what is wrong with the file
         load_automl_h5(model, init)
         return model
     source = EfficientDet(dataclasses.replace(config, num_classes=source_classes))

@@ -1,0 +1,165 @@
+"""End-to-end video runs for `bench --video`, all in one process and run so their ratios are fair:
+
+  ours:            the streaming pipeline writing an annotated video (what `effdet-video IN -o OUT` does);
+  ours_no_video:   the same with detections only (JSON Lines);
+  transcode:       a sequential PyAV decode -> libx264 (same preset) loop with no model: the I/O ceiling;
+  naive:           one frame at a time: decode -> detector -> draw -> encode, no overlap, no batching
+                   (rwightman's effdet under fp16 autocast when it is installed, else our engine at batch 1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+from effdet_video.bench.stats import ratio
+from effdet_video.engine.factory import build_engine
+from effdet_video.engine.spec import EngineSpec
+from effdet_video.ops.letterbox import letterbox_uint8
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+from effdet_video.stages.annotate import draw_detections
+from effdet_video.stages.base import FrameSource
+from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.stages.infer import DetectionFilter
+from effdet_video.stages.source import VideoFileSource
+from effdet_video.stages.video_sink import VideoFileSink
+
+PRESET = "veryfast"
+
+
+class FirstFrames(FrameSource):
+    """The first `limit` frames of another source (all of them when limit is None)."""
+
+    def __init__(self, source: VideoFileSource, limit: int | None) -> None:
+        self.source, self.limit = source, limit
+        self.info = source.info
+        total = source.expected_frames
+        self.expected_frames = min(total, limit) if total and limit else (limit or total)
+
+    def frames(self) -> Iterator[FrameRecord]:
+        return itertools.islice(self.source.frames(), self.limit)
+
+    @property
+    def skipped_packets(self) -> int:  # type: ignore[override]
+        return self.source.skipped_packets
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _pictures(path: Path, limit: int | None) -> Iterator[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        yield from itertools.islice(container.decode(stream), limit)
+
+
+def _encoder(container: av.container.OutputContainer, template: av.VideoFrame) -> av.video.stream.VideoStream:
+    stream = container.add_stream("libx264", rate=30, options={"preset": PRESET, "crf": "20"})
+    stream.width, stream.height, stream.pix_fmt = template.width, template.height, "yuv420p"
+    return stream
+
+
+def _timed(run: Callable[[Path], int], folder: Path) -> dict:
+    started = time.perf_counter()
+    frames = run(folder)
+    wall = time.perf_counter() - started
+    return {"frames": frames, "wall_s": round(wall, 3), "fps": round(frames / wall, 1)}
+
+
+def transcode(path: Path, limit: int | None, folder: Path) -> int:
+    frames = 0
+    with av.open(str(folder / "transcode.mp4"), "w") as out:
+        stream = None
+        for picture in _pictures(path, limit):
+            if stream is None:
+                stream = _encoder(out, picture)
+            picture.pts = None
+            out.mux(stream.encode(picture))
+            frames += 1
+        out.mux(stream.encode(None))
+    return frames
+
+
+def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """rows (x0, y0, x1, y1, score, class) of one RGB frame, computed alone."""
+    try:
+        from effdet_video.bench.peers import effdet_frame_detector
+
+        return "effdet predict, fp16 autocast, batch 1", effdet_frame_detector(spec.model)
+    except Exception:  # noqa: BLE001 - no effdet (or no GPU): our own engine without batching or overlap
+        engine = build_engine(dataclasses.replace(spec, batch_size=1))
+        from effdet_video.engine.base import InferenceBatch
+
+        def detect(image: np.ndarray) -> np.ndarray:
+            net_image, geometry = letterbox_uint8(image, engine.image_size)
+            batch = InferenceBatch(net_image[None], np.int32([geometry.resized_hw]),
+                                   np.float32([geometry.image_scale]), 1)
+            return engine.infer(batch).frame(0)
+
+        return "effdet-video engine, batch 1, no overlap", detect
+
+
+def naive(path: Path, limit: int | None, folder: Path, detector: Callable[[np.ndarray], np.ndarray]) -> int:
+    frames = 0
+    with av.open(str(folder / "naive.mp4"), "w") as out:
+        stream = None
+        for picture in _pictures(path, limit):
+            image = picture.to_ndarray(format="rgb24")
+            draw_detections(image, DetectionFilter().apply(detector(image)))
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if stream is None:
+                stream = _encoder(out, frame)
+            out.mux(stream.encode(frame))
+            frames += 1
+        out.mux(stream.encode(None))
+    return frames
+
+
+def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool) -> tuple[int, dict]:
+    source = FirstFrames(VideoFileSource(path), limit)
+    try:
+        with build_engine(spec) as engine:
+            sinks = [VideoFileSink(folder / "ours.mp4", source.info, preset=PRESET) if video
+                     else JsonLinesSink(folder / "ours.jsonl")]
+            stats = run_pipeline(source, engine, sinks, PipelineOptions())
+    finally:
+        source.close()
+    return stats.frames, stats.as_dict()
+
+
+def bench_video(path: Path, spec: EngineSpec, limit: int | None = None) -> dict:
+    """The four runs on `path` and their ratios (fps)."""
+    result: dict = {"video": str(path), "frames_limit": limit, "engine": {
+        k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
+    with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
+        folder = Path(tmp)
+        stats: dict = {}
+
+        def run_ours(video: bool) -> Callable[[Path], int]:
+            def run(folder: Path) -> int:
+                frames, stats[video] = ours(path, limit, folder, spec, video)
+                return frames
+            return run
+
+        result["ours"] = {**_timed(run_ours(True), folder), "stages": stats[True]["stages"]}
+        result["ours_no_video"] = {**_timed(run_ours(False), folder), "stages": stats[False]["stages"]}
+        result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
+        name, detector = _naive_detector(spec)
+        result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
+    for key in ("ours", "ours_no_video"):
+        stages = result[key]["stages"]
+        result[key]["bound_by"] = max(stages, key=lambda s: s["utilisation"])["name"]
+    result["ratios"] = {
+        "e2e_vs_naive": ratio(result["ours"]["fps"], result["naive"]["fps"]),
+        "e2e_vs_transcode": ratio(result["ours"]["fps"], result["transcode"]["fps"]),
+        "no_video_vs_naive": ratio(result["ours_no_video"]["fps"], result["naive"]["fps"]),
+    }
+    return result

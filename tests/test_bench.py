@@ -1,0 +1,47 @@
+"""`effdet-video bench` on the CPU: engine rows and the end-to-end video comparison, on a tiny clip."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from effdet_video.commands.bench import command as bench_command
+from tests.pipeline_clips import make_clip
+
+FRAMES = 12
+
+
+def test_bench_video_runs_all_four_pipelines_over_every_frame(tmp_path):
+    clip = make_clip(tmp_path / "tiny.mp4", width=96, height=64, frames=FRAMES)
+    report = tmp_path / "bench.json"
+    result = CliRunner().invoke(bench_command, [
+        "--device", "cpu", "--batch-sizes", "2", "--nms", "device,host", "--no-peers", "--no-startup",
+        "--seconds", "0.2", "--image-size", "128", "--video", str(clip), "--json", str(report)],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    engines = {row["spec"]["nms_mode"]: row for row in data["engines"]}
+    assert set(engines) == {"device", "host"}
+    for row in engines.values():
+        assert row["engine"] == "CpuEngine" and row["img_s"] > 0
+        assert row["latency"]["p50_ms"] <= row["latency"]["p99_ms"]
+    video = data["video"]
+    for run in ("ours", "ours_no_video", "transcode", "naive"):
+        assert video[run]["frames"] == FRAMES, run
+        assert video[run]["fps"] > 0
+    assert video["naive"]["detector"].startswith("effdet-video engine")  # no GPU here: our engine, batch 1
+    stage_names = [stage["name"] for stage in video["ours"]["stages"]]
+    assert stage_names == ["decode", "prepare", "infer", "annotate", "write"]
+    assert video["ours"]["bound_by"] in stage_names
+    assert video["ratios"]["e2e_vs_naive"] == round(video["ours"]["fps"] / video["naive"]["fps"], 3)
+
+
+def test_bench_video_frame_limit(tmp_path):
+    clip = make_clip(tmp_path / "tiny.mp4", width=96, height=64, frames=FRAMES)
+    result = CliRunner().invoke(bench_command, [
+        "--device", "cpu", "--batch-sizes", "1", "--nms", "device", "--no-peers", "--no-startup",
+        "--seconds", "0.1", "--image-size", "128", "--video", str(clip), "--frames", "5"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    video = json.loads(result.stdout[result.stdout.index("{"):])["video"]
+    assert [video[run]["frames"] for run in ("ours", "ours_no_video", "transcode", "naive")] == [5, 5, 5, 5]
