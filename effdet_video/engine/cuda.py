@@ -74,13 +74,8 @@ class CudaEngine(Engine):
         if not capture:
             return outputs
         graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
-                outputs = self._run()
-        except RuntimeError as error:  # a compiler whose code cannot be captured still runs, slower
-            self.build_info["capture_error"] = str(error).splitlines()[0]
-            torch.cuda.synchronize(self.device)
-            return self._run()
+        with torch.cuda.graph(graph):
+            outputs = self._run()
         self._graph = graph
         return outputs
 

@@ -53,10 +53,11 @@ def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
 def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """Clip yxyx boxes to [0, height] (y) and [0, width] (x)."""
     height, width = image_size
-    upper = boxes.new_tensor([height, width, height, width])
-    return torch.minimum(boxes.clamp(min=0), upper)
+    y = boxes[..., 0::2].clamp(0, height)  # scalar bounds: no host tensor, so it can run in a CUDA graph
+    x = boxes[..., 1::2].clamp(0, width)
+    return torch.stack([y[..., 0], x[..., 0], y[..., 1], x[..., 1]], dim=-1)
 
 
 def yxyx_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """AutoML's [ymin, xmin, ymax, xmax] -> our (x0, y0, x1, y1)."""
-    return boxes[..., [1, 0, 3, 2]]
+    return boxes.unflatten(-1, (2, 2)).flip(-1).flatten(-2)  # (y, x) pairs swapped, without an index tensor

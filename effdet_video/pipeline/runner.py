@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Half the cores (the rest decode, encode and feed the engine), at most 8."""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,6 +65,13 @@ def packet_seconds(packet: av.Packet) -> float:
     return float(stamp * packet.time_base) if stamp is not None else 0.0
 
 
+def use_all_cores(stream: av.video.stream.VideoStream) -> None:
+    """Let the encoder use every core, as the ffmpeg command does ("threads auto"): FFmpeg's own default
+    for a codec context, which PyAV keeps, is one thread (libx264 at 1080p then encodes ~50 fps)."""
+    stream.codec_context.thread_count = 0
+    stream.codec_context.thread_type = "FRAME"
+
+
 class VideoFileSink(FrameSink):
     """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time."""
 
@@ -101,6 +108,7 @@ class VideoFileSink(FrameSink):
             raise UserError(f"video codec {codec!r} is not available ({error})") from None
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = encoder_pixel_format(codec, info.width, info.height)
+        use_all_cores(stream)
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         if info.rotation:
