@@ -18,6 +18,7 @@ from effdet_video.errors import UserError
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "eager")
 IN_FLIGHT = 3
+AUTOTUNE_MIN_BATCH = 8
 
 
 class CudaEngine(Engine):
@@ -31,7 +32,9 @@ class CudaEngine(Engine):
         self.image_size = self.config.image_size
         self.max_det = spec.max_det
         torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
+        # cuDNN's autotuner times every algorithm of every conv shape at each start: seconds that pay off
+        # on large batches; at small ones its heuristic choice is as fast and the start stays short.
+        torch.backends.cudnn.benchmark = spec.batch_size >= AUTOTUNE_MIN_BATCH
         dtype = DTYPES[spec.precision]
         if dtype == torch.float32:  # fp32 means fp32: TF32 matrix units would cost ~1e-3 relative error
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -47,7 +50,9 @@ class CudaEngine(Engine):
             compiler, lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
             self._static_inputs)
         self._graph: torch.cuda.CUDAGraph | None = None
+        warm_up_started = time.perf_counter()
         self._static_outputs = self._warm_up_and_capture(capture)
+        self.build_info["warm_up_and_capture_s"] = round(time.perf_counter() - warm_up_started, 3)
         self._ring = None
         if spec.nms_mode != "none":  # raw head outputs are megabytes an image: timed on device only
             self._ring = InfeedRing(

@@ -25,6 +25,9 @@ can differ by an ulp and the order of near-equal (1-ulp apart) soft-NMS scores m
 Class-aware NMS (`classes` given) zeroes the IoU between boxes of different classes: the same result as
 per-class NMS then a merge by score, and as torchvision's trick of offsetting each class's coordinates,
 but without the float32 precision lost to large offsets.
+
+On CUDA the loop runs as one Triton kernel (`nms_triton`) with the same arithmetic; this torch
+formulation is the CPU path and the reference it is tested against.
 """
 from __future__ import annotations
 
@@ -32,6 +35,17 @@ import torch
 
 from effdet_video.configs import NmsConfig
 from effdet_video.ops.boxes import iou_from_planes, iou_planes
+
+
+def _device_kernel(device: torch.device):
+    """The one-launch Triton NMS (`nms_triton`) for CUDA tensors where Triton is installed, else None."""
+    if device.type != "cuda":
+        return None
+    try:
+        from effdet_video.ops.nms_triton import triton_nms
+    except ImportError:
+        return None
+    return triton_nms
 
 
 def non_max_suppression(
@@ -55,6 +69,9 @@ def non_max_suppression(
     threshold = nms.score_thresh
     planes = iou_planes(boxes.float())  # [5, B, N]
     scores = scores.float()
+    device_kernel = _device_kernel(scores.device)
+    if device_kernel is not None:
+        return device_kernel(planes, scores, classes, max_det, threshold, nms.iou_thresh, decay_scale, soft)
     removed = torch.full_like(scores, float("-inf"))
     work = torch.where(scores > threshold, scores, removed)
     batch_size = scores.shape[0]
