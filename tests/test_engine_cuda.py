@@ -23,7 +23,8 @@ def _cuda_detections(spec, batch, **overrides):
 
     from effdet_video.engine.cuda import CudaEngine
 
-    with CudaEngine(dataclasses.replace(spec, device="cuda", **overrides)) as engine:
+    spec = dataclasses.replace(spec, **{"device": "cuda", **overrides})
+    with CudaEngine(spec, spec.device) as engine:
         assert engine.build_info["captured"]  # the whole graph replays as one CUDA graph
         first = engine.submit(batch)
         second = engine.submit(batch)  # two in flight through the ring: both must come back whole
@@ -41,9 +42,16 @@ def _nearest_rows(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.stack(rows)
 
 
-def test_fp32_cuda_engine_equals_cpu_engine(cpu_reference):
+# cuda:1 as well where there is one: each engine captures on a stream of its own device (torch's default
+# capture stream lives on the device current when it was first made, and a second GPU captured nothing).
+@pytest.mark.parametrize("device", ["cuda:0", "cuda:1"])
+def test_fp32_cuda_engine_equals_cpu_engine(cpu_reference, device):
+    import torch
+
+    if int(device[-1]) >= torch.cuda.device_count():
+        pytest.skip(f"no {device}")
     spec, batch, reference = cpu_reference
-    first, second = _cuda_detections(spec, batch, precision="fp32")
+    first, second = _cuda_detections(spec, batch, precision="fp32", device=device)
     np.testing.assert_array_equal(first.num_valid, reference.num_valid)
     for i in range(batch.count):
         np.testing.assert_allclose(_nearest_rows(first.frame(i), reference.frame(i)), reference.frame(i),
@@ -72,3 +80,4 @@ def test_reduced_precision_deviation_is_bounded(cpu_reference, precision, score_
         if box_bound_net_px is not None:
             assert ours[0, 5] == ref[0, 5]
             assert box_dev <= box_bound_net_px
+

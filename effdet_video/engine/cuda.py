@@ -79,7 +79,10 @@ class CudaEngine(Engine):
         if not capture:
             return outputs
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # A capture stream of this engine's device: torch's default one is created once, on whichever device
+        # was current then, and a second engine on another GPU would capture nothing. thread_local: CUDA
+        # calls of other threads (the infeed of a running engine) must not invalidate this capture.
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device), capture_error_mode="thread_local"):
             outputs = self._run()
         self._graph = graph
         return outputs

@@ -75,8 +75,9 @@ def triton_nms(planes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
     num_valid = torch.empty((batch,), dtype=torch.int32, device=scores.device)
     class_ids = classes.to(torch.int32).contiguous() if classes is not None else scores
     block = triton.next_power_of_2(count)
-    _nms_kernel[(batch,)](planes, scores, class_ids, indices, kept_scores, num_valid,
-                          batch * count, count, threshold, iou_threshold, decay_scale,
-                          MAX_DET=max_det, BLOCK=block, SOFT=soft, CLASS_AWARE=classes is not None,
-                          num_warps=min(16, max(4, block // 256)))
+    with torch.cuda.device(scores.device):  # Triton launches on the current device's current stream
+        _nms_kernel[(batch,)](planes, scores, class_ids, indices, kept_scores, num_valid,
+                              batch * count, count, threshold, iou_threshold, decay_scale,
+                              MAX_DET=max_det, BLOCK=block, SOFT=soft, CLASS_AWARE=classes is not None,
+                              num_warps=min(16, max(4, block // 256)))
     return indices, kept_scores, num_valid
