@@ -50,7 +50,7 @@ engine_options = _stack(
                  help="AutoML EfficientDet .h5 checkpoint."),
     click.option("--random-weights", is_flag=True, help="Seeded random weights (benchmarking only)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Frames per engine batch [default: 8 on CUDA, 2 on CPU]."),
+                 help="Frames per engine batch [default: 8 on CUDA, 2 on CPU; batch: 64 on CUDA; live: 1]."),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N."),
     click.option("--precision", default="auto", show_default=True,
                  type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Engine precision."),
