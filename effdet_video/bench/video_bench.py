@@ -14,7 +14,7 @@ from fractions import Fraction
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -86,17 +86,22 @@ def _timed(run: Callable[[Path], int], folder: Path) -> dict:
     return {"frames": frames, "wall_s": round(wall, 3), "fps": round(frames / wall, 1)}
 
 
-def transcode(path: Path, limit: int | None, folder: Path) -> int:
-    frames = 0
-    with av.open(str(folder / "transcode.mp4"), "w") as out:
+def _write_all(target: Path, frames: Iterable[av.VideoFrame]) -> int:
+    """Encode `frames` into `target` one after another, as a sequential program would; the frame count."""
+    count = 0
+    with av.open(str(target), "w") as out:
         stream = None
-        for picture in _pictures(path, limit):
+        for frame in frames:
             if stream is None:
-                stream = _encoder(out, picture)
-            _encode(out, stream, picture, frames)
-            frames += 1
+                stream = _encoder(out, frame)
+            _encode(out, stream, frame, count)
+            count += 1
         out.mux(stream.encode(None))
-    return frames
+    return count
+
+
+def transcode(path: Path, limit: int | None, folder: Path) -> int:
+    return _write_all(folder / "transcode.mp4", _pictures(path, limit))
 
 
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -119,19 +124,13 @@ def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.nd
 
 
 def naive(path: Path, limit: int | None, folder: Path, detector: Callable[[np.ndarray], np.ndarray]) -> int:
-    frames = 0
-    with av.open(str(folder / "naive.mp4"), "w") as out:
-        stream = None
+    def annotated() -> Iterator[av.VideoFrame]:
         for picture in _pictures(path, limit):
             image = picture.to_ndarray(format="rgb24")
             draw_detections(image, DetectionFilter().apply(detector(image)))
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if stream is None:
-                stream = _encoder(out, frame)
-            _encode(out, stream, frame, frames)
-            frames += 1
-        out.mux(stream.encode(None))
-    return frames
+            yield av.VideoFrame.from_ndarray(image, format="rgb24")
+
+    return _write_all(folder / "naive.mp4", annotated())
 
 
 def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool) -> tuple[int, dict]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv2dSame, MaxPool2dSame, activation, batch_norm, conv3x3
+from .layers import MaxPool2dSame, activation, batch_norm, conv3x3
 
 WEIGHT_METHODS = ("fastattn", "attn", "sum")
 _FASTATTN_EPS = 1e-4
