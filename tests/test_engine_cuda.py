@@ -80,4 +80,3 @@ def test_reduced_precision_deviation_is_bounded(cpu_reference, precision, score_
         if box_bound_net_px is not None:
             assert ours[0, 5] == ref[0, 5]
             assert box_dev <= box_bound_net_px
-

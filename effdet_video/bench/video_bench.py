@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from fractions import Fraction
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 

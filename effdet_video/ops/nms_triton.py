@@ -7,7 +7,7 @@ candidates' working scores in registers and runs all `max_det` selections in a s
 
 Exactness: IoU uses the same operation order as `boxes.iou_from_planes`, with IEEE division
 (`div_rn`, Triton's `/` is approximate) and libdevice's `exp` (CUDA's `expf`, as torch uses), so
-selections equal the torch formulation; `tests/test_ops_cuda.py` checks it.
+selections equal the torch formulation; `tests/test_ops_nms.py` checks it.
 """
 from __future__ import annotations
 
