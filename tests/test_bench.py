@@ -30,6 +30,7 @@ def test_bench_video_runs_all_four_pipelines_over_every_frame(tmp_path):
         assert video[run]["frames"] == FRAMES, run
         assert video[run]["fps"] > 0
     assert video["naive"]["detector"].startswith("effdet-video engine")  # no GPU here: our engine, batch 1
+    assert video["ours"]["decoder"] == video["ours_no_video"]["decoder"] == "cpu"  # auto, on a CPU engine
     stage_names = [stage["name"] for stage in video["ours"]["stages"]]
     assert stage_names == ["decode", "prepare", "infer", "annotate", "write"]
     assert video["ours"]["bound_by"] in stage_names

@@ -17,7 +17,7 @@ from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import JsonLinesSink
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.prepare import to_display_orientation
+from effdet_video.stages.prepare import picture_to_rgb, to_display_orientation
 from effdet_video.stages.source import VideoFileSource
 from effdet_video.stages.video_sink import VideoFileSink
 from fakes import EngineFailure, FakeEngine, fake_detections
@@ -115,7 +115,7 @@ def test_frames_are_upright_and_boxes_drawn_in_display_coordinates(clip):
     run_pipeline(source, engine, [sink], PipelineOptions(detection_filter=DetectionFilter(class_ids=frozenset({3}))))
     source.close()
     with av.open(str(clip)) as container:
-        coded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        coded = [picture_to_rgb(f) for f in container.decode(video=0)]
     image = sink.images[5]
     assert image.shape == (64, 48, 3)
     upright = to_display_orientation(coded[5], 90)

@@ -152,3 +152,25 @@ def test_source_skips_corrupt_packets(media):
     frames = sum(1 for _ in source.frames())
     source.close()
     assert (frames, source.skipped_packets) == (84, 6)
+
+
+@pytest.mark.parametrize("pix_fmt, size", [("yuv420p", (64, 48)), ("nv12", (64, 48)), ("yuv444p", (63, 47))])
+def test_pictures_convert_to_rgb_like_swscale(pix_fmt: str, size: tuple[int, int]) -> None:
+    """OpenCV converts 4:2:0 pictures of even size, swscale the rest; both give the same image, to the
+    chroma upsampling (OpenCV repeats, swscale interpolates): on flat colour blocks they agree exactly
+    away from the block edges, to their fixed-point rounding."""
+    import av
+
+    from effdet_video.stages.prepare import picture_to_rgb
+
+    width, height = size
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[:, : width // 2] = (200, 40, 90)
+    rgb[:, width // 2:] = (30, 160, 220)
+    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+    ours = picture_to_rgb(picture).astype(int)
+    reference = picture.to_ndarray(format="rgb24").astype(int)
+    assert ours.shape == (height, width, 3)
+    away_from_edge = np.r_[0: width // 2 - 2, width // 2 + 2: width]
+    assert np.abs(ours - reference)[:, away_from_edge].max() <= 3  # fixed-point rounding: 3 measured
+    assert np.abs(ours[:, away_from_edge] - rgb[:, away_from_edge]).max() <= 4

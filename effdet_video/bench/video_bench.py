@@ -34,6 +34,7 @@ from effdet_video.stages.video_sink import VideoFileSink, use_all_cores
 
 PRESET = "veryfast"
 RATE = Fraction(30)
+SourceOpener = Callable[[Path], VideoFileSource]
 
 
 class FirstFrames(FrameSource):
@@ -133,8 +134,10 @@ def naive(path: Path, limit: int | None, folder: Path, detector: Callable[[np.nd
     return _write_all(folder / "naive.mp4", annotated())
 
 
-def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool) -> tuple[int, dict]:
-    source = FirstFrames(VideoFileSource(path), limit)
+def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool,
+         open_source: SourceOpener) -> tuple[int, dict]:
+    """Frames and the run's statistics, with the decoder that decoded (nvdec, cpu)."""
+    source = FirstFrames(open_source(path), limit)
     try:
         with build_engine(spec) as engine:
             sinks = [VideoFileSink(folder / "ours.mp4", source.info, preset=PRESET) if video
@@ -142,11 +145,13 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
             stats = run_pipeline(source, engine, sinks, PipelineOptions())
     finally:
         source.close()
-    return stats.frames, stats.as_dict()
+    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used}
 
 
-def bench_video(path: Path, spec: EngineSpec, limit: int | None = None) -> dict:
-    """The four runs on `path` and their ratios (fps)."""
+def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
+                opener_for: Callable[[bool], SourceOpener] = lambda video: VideoFileSource) -> dict:
+    """The four runs on `path` and their ratios (fps); `opener_for(writes_video)` opens the input of our
+    pipeline's runs (its decoder choice), the peers decode on the CPU."""
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
@@ -155,7 +160,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None) -> dict:
 
         def run_ours(video: bool) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                frames, stats[video] = ours(path, limit, folder, spec, video)
+                frames, stats[video] = ours(path, limit, folder, spec, video, opener_for(video))
                 return frames
             return run
 
@@ -163,7 +168,8 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None) -> dict:
             timed = _timed(run_ours(video), folder)
             run_stats = stats[video]  # fps of the pipeline itself; the engine build is timed by `startup`
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
-                           "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"]}
+                           "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
+                           "decoder": run_stats["decoder"]}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}

@@ -17,20 +17,19 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, detection_filter, detection_options, encoder_options,
-                                          engine_options, engine_spec, model_labels)
+from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
+                                          encoder_options, engine_options, engine_spec, model_labels, video_opener)
 from effdet_video.commands.run import open_sinks
 from effdet_video.engine.base import Engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
-from effdet_video.pipeline.batch_nvdec import nvdec_opener
 from effdet_video.pipeline.batch_runner import (BatchOptions, BatchSummary, ItemResult, SinkOpener, SourceOpener,
                                                 run_batch)
 from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.source import VideoFileSource, VideoInfo
+from effdet_video.stages.source import VideoInfo
 
 DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
 DEFAULT_STREAM_BATCH = 8
@@ -112,11 +111,10 @@ def print_result(result: ItemResult) -> None:
               help="One engine per device, e.g. cuda:0,cuda:1, or 'all' GPUs (overrides --device).")
 @click.option("--stream-batch", type=click.IntRange(min=1), default=DEFAULT_STREAM_BATCH, show_default=True,
               help="Frames a stream hands the shared engine at a time.")
-@click.option("--decoder", type=click.Choice(["cpu", "nvdec"]), default="cpu", show_default=True,
-              help="cpu: PyAV/FFmpeg; nvdec: the GPU's video decoder (needs PyNvVideoCodec).")
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="How long a partial engine batch waits for more streams' frames.")
 @engine_options
+@decoder_option
 @detection_options
 @encoder_options
 @click.option("--redo", is_flag=True, help="Process every input again, even those done by an earlier run.")
@@ -132,10 +130,10 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
-    open_source = nvdec_opener(devices) if options["decoder"] == "nvdec" else VideoFileSource
+    jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
+    open_source = video_opener(options["decoder"], devices, encodes_video="video" in kinds)
     options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
     spec = engine_spec({**options, "device": devices[0]})
-    jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
     workers = per_stream_workers(jobs)
     labels = model_labels(options)
     batch_options = BatchOptions(

@@ -13,6 +13,7 @@ import torch
 
 from effdet_video.bench.stats import ratio
 from effdet_video.engine.spec import EngineSpec
+from effdet_video.stages.hw_decode import DECODERS
 
 
 def _csv(value: str) -> list[str]:
@@ -71,13 +72,15 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also run end to end on this video: our pipeline (annotated video; detections only), a "
                    "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Use only this many frames of --video.")
+@click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
+              help="Video decoding of our pipeline runs on --video (as in `run`); the JSON says which one decoded.")
 @click.option("--image-size", type=click.IntRange(min=64), default=None,
               help="Override the models' input size (square), e.g. for quick runs on a CPU.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON here.")
 def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
-            image_size: int | None, json_path: str | None) -> None:
+            decoder: str, image_size: int | None, json_path: str | None) -> None:
     """Measure engines and peers; print JSON."""
     from effdet_video.bench.engine_bench import bench_engine
 
@@ -106,14 +109,15 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
     if video_path is not None:
         from effdet_video.bench.video_bench import bench_video
-        from effdet_video.commands.common import default_batch_size
+        from effdet_video.commands.common import default_batch_size, video_opener
         from effdet_video.engine.factory import resolve_device
 
         resolved = resolve_device(device)
         spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
                           batch_size=default_batch_size(resolved), device=resolved,
                           precision=_csv(precisions)[0], image_size=square)
-        result["video"] = bench_video(video_path, spec, frames)
+        result["video"] = bench_video(video_path, spec, frames,
+                                      lambda writes_video: video_opener(decoder, [resolved], writes_video))
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
     result["ratios"] = _ratios(result["engines"], result["peers"])
     text = json.dumps(result, indent=1)

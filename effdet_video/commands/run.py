@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, detection_filter, detection_options, encoder_options,
-                                          engine_options, engine_spec, model_labels)
+from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
+                                          encoder_options, engine_options, engine_spec, model_labels,
+                                          single_video_opener)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
@@ -16,7 +17,7 @@ from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
 from effdet_video.stages.output_file import check_output_path
-from effdet_video.stages.source import VideoFileSource, VideoInfo
+from effdet_video.stages.source import VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
 
 
@@ -74,6 +75,7 @@ def report(stats: RunStats, quiet: bool) -> None:
               help="Also write detections as a COCO results JSON (image_id = frame index).")
 @click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl and/or --coco).")
 @engine_options
+@decoder_option
 @detection_options
 @encoder_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -82,9 +84,9 @@ def report(stats: RunStats, quiet: bool) -> None:
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
     outputs = planned_outputs(input_path, options)
-    source = VideoFileSource(input_path)
+    source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
     try:
-        from effdet_video.engine import factory  # torch is imported only once the input is known good
+        from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
         with factory.build_engine(engine_spec(options)) as engine:
             sinks = open_sinks(outputs, source.info, options, model_labels(options))

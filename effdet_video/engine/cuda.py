@@ -1,5 +1,6 @@
-"""The CUDA engine: the detection graph compiled (engine cache), captured as one CUDA graph at its static
-batch shape, fed through a ring of pinned slots with several batches in flight."""
+"""The CUDA engine: the detection graph compiled (engine cache, see cache.py), captured as one CUDA graph
+at its static batch shape, fed through a ring of pinned slots with several batches in flight.
+EFFDET_VIDEO_COMPILER=eager skips compilation."""
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "eager")
+DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
 IN_FLIGHT = 3
 AUTOTUNE_MIN_BATCH = 8
 

@@ -63,14 +63,31 @@ class DetectionGraph(nn.Module):
     def network_dtype(self) -> torch.dtype:
         return next(self.network.parameters()).dtype
 
+    @property
+    def num_levels(self) -> int:
+        """Feature levels: the network returns this many class outputs, then as many box outputs."""
+        return len(self.config.levels)
+
+    def architecture(self) -> str:
+        """Everything about the model that shapes the network's graph (not its weights), for the engine
+        cache's key."""
+        return repr(dataclasses.replace(self.config, nms=None))
+
     def forward(self, images: torch.Tensor, valid_hw: torch.Tensor, image_scales: torch.Tensor):
         x = letterbox.normalize_and_mask(images, valid_hw, self.config.mean_rgb, self.config.stddev_rgb)
         return self.from_normalized(x, image_scales)
 
+    def network_input(self, images: torch.Tensor, valid_hw: torch.Tensor, image_scales: torch.Tensor) -> torch.Tensor:
+        """What `forward` hands the network for these inputs (dtype and memory layout included)."""
+        x = letterbox.normalize_and_mask(images, valid_hw, self.config.mean_rgb, self.config.stddev_rgb)
+        return self._to_network_layout(x)
+
+    def _to_network_layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.network_dtype).contiguous(memory_format=torch.channels_last)
+
     def from_normalized(self, x: torch.Tensor, image_scales: torch.Tensor):
         """The rest of the graph on an already normalised float NCHW batch (AutoML's exact inputs)."""
-        x = x.to(self.network_dtype).contiguous(memory_format=torch.channels_last)
-        cls_outputs, box_outputs = self.network(x)
+        cls_outputs, box_outputs = self.network(self._to_network_layout(x))
         if self.mode == "none":
             return tuple(cls_outputs) + tuple(box_outputs)
         cls_outputs = [c.float() for c in cls_outputs]

@@ -27,7 +27,8 @@ from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.source import VideoFileSource, VideoInfo
 
 
-SourceOpener = Callable[[Path], FrameSource]  # the source must have `info: VideoInfo`, like VideoFileSource
+# The source must have `info: VideoInfo`, and may have `decoder_used`, like VideoFileSource.
+SourceOpener = Callable[[Path], FrameSource]
 SinkOpener = Callable[[dict[str, Path], VideoInfo], list[FrameSink]]
 EngineProvider = Callable[[], Engine]
 
@@ -48,7 +49,8 @@ class BatchOptions:
 
 @dataclasses.dataclass
 class ItemResult:
-    """status: done (processed now), skipped (done by an earlier run), failed, or interrupted."""
+    """status: done (processed now), skipped (done by an earlier run), failed, or interrupted; decoder:
+    the one that decoded the input (nvdec, cpu) when it was processed now."""
 
     input: str
     status: str
@@ -58,6 +60,7 @@ class ItemResult:
     skipped_packets: int = 0
     outputs: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
+    decoder: str | None = None
 
 
 @dataclasses.dataclass
@@ -86,11 +89,11 @@ class BatchSummary:
                 "items": [dataclasses.asdict(item) for item in self.items]}
 
     def table(self) -> str:
-        lines = [f"{'status':<12}{'frames':>8}{'fps':>9}{'s':>8}  input"]
+        lines = [f"{'status':<12}{'frames':>8}{'fps':>9}{'s':>8}{'decoder':>8}  input"]
         for item in self.items:
             timing = f"{item.fps:>9.1f}{item.wall_s:>8.1f}" if item.status == "done" else f"{'-':>9}{'-':>8}"
             detail = f"  ({item.error})" if item.error else ""
-            lines.append(f"{item.status:<12}{item.frames:>8}{timing}  {item.input}{detail}")
+            lines.append(f"{item.status:<12}{item.frames:>8}{timing}{item.decoder or '-':>8}  {item.input}{detail}")
         t = self.totals()
         lines.append(f"{t['files']} files: {t['done']} done, {t['skipped']} skipped, {t['failed']} failed"
                      + (f", {t['interrupted']} interrupted" if t["interrupted"] else "")
@@ -114,15 +117,17 @@ def remove_stale_partials(output: Path) -> None:
 
 
 def process_item(item: BatchItem, outputs: dict[str, Path], engine: Engine, open_source: SourceOpener,
-                 open_sinks: SinkOpener, options: PipelineOptions, control: RunControl) -> RunStats:
-    """One input through its own pipeline into `outputs` (published only when complete)."""
+                 open_sinks: SinkOpener, options: PipelineOptions,
+                 control: RunControl) -> tuple[RunStats, str | None]:
+    """One input through its own pipeline into `outputs` (published only when complete); its run's
+    statistics and the decoder that decoded it."""
     for output in outputs.values():
         output.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(output)
     source = open_source(item.path)
     try:
         sinks = open_sinks(outputs, source.info)
-        return run_pipeline(source, engine, sinks, options, control)
+        return run_pipeline(source, engine, sinks, options, control), getattr(source, "decoder_used", None)
     finally:
         source.close()
 
@@ -165,8 +170,8 @@ class _Batch:
         self.active[key] = item_control
         try:
             stamp = fingerprint(item.path) if item.path.exists() else {}
-            stats = process_item(item, outputs, self.engine_for_stream(), self.open_source, self.open_sinks,
-                                 self.options.pipeline, item_control)
+            stats, decoder = process_item(item, outputs, self.engine_for_stream(), self.open_source,
+                                          self.open_sinks, self.options.pipeline, item_control)
         except Exception as error:  # noqa: BLE001 - one input's failure must not stop the batch
             if self.control.stopping:
                 return self._report(ItemResult(key, "interrupted", error=describe_error(self.control.error)))
@@ -176,7 +181,7 @@ class _Batch:
         finally:
             self.active.pop(key, None)
         result = ItemResult(key, "done", frames=stats.frames, fps=round(stats.fps, 2), wall_s=round(stats.wall_s, 3),
-                            skipped_packets=stats.skipped_packets, outputs=relative_outputs)
+                            skipped_packets=stats.skipped_packets, outputs=relative_outputs, decoder=decoder)
         self.manifest.record(key, ManifestEntry("done", stamp, self.options_key, relative_outputs, frames=result.frames,
                                                 fps=result.fps, wall_s=result.wall_s,
                                                 skipped_packets=result.skipped_packets))

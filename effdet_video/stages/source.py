@@ -1,16 +1,20 @@
-"""Decoding a video file with PyAV: threaded decoder, corrupt packets counted and skipped."""
+"""Decoding a video file with PyAV, on the CPU (threaded decoder) or on NVDEC (stages/hw_decode.py); corrupt
+packets counted and skipped."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import av
 
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSource
+from effdet_video.stages.hw_decode import DECODERS, nvdec_hwaccel, nvdec_problem, single_threaded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,23 +53,19 @@ def display_rotation(picture: av.VideoFrame) -> int:
 
 class VideoFileSource(FrameSource):
     """The first video stream of a file. Opening decodes the first frame, so that an unreadable input
-    fails here, before any output is created."""
+    fails here, before any output is created.
 
-    def __init__(self, path: Path) -> None:
+    decoder: 'cpu' (FFmpeg's software decoder, frame-threaded), 'nvdec' (GPU `gpu_id`'s hardware decoder;
+    a UserError where it cannot decode this stream) or 'auto' (NVDEC where it can, else the CPU, silently).
+    `decoder_used` says which one decodes. Whatever was asked, a broken file gets the CPU decoder's error
+    message, so that the message is about the file and not about the GPU."""
+
+    def __init__(self, path: Path, decoder: str = "cpu", gpu_id: int = 0) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
         self.path = path
-        self.skipped_packets = 0
-        self._container = open_container(path)
-        try:
-            self._stream = self._video_stream()
-            self._pictures = self._decode()
-            first = next(self._pictures, None)
-        except BaseException:
-            self._container.close()
-            raise
-        if first is None:
-            self._container.close()
-            raise UserError(f"{path}: the video stream has no decodable frames")
-        self._first: av.VideoFrame | None = first
+        self.decoder_used = self._start_decoder(decoder, gpu_id)
+        first = self._first
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.expected_frames = self._frame_count_hint(rate)
         self.info = VideoInfo(
@@ -78,13 +78,69 @@ class VideoFileSource(FrameSource):
             codec=self._stream.codec_context.name,
         )
 
-    def _video_stream(self) -> av.video.stream.VideoStream:
+    def _start(self, container: av.container.InputContainer, nvdec: bool = False) -> None:
+        """Take `container` and decode its first frame; `container` is closed if that fails."""
+        self.skipped_packets = 0
+        self._container = container
+        try:
+            self._stream = self._video_stream(nvdec)
+            self._pictures = self._decode()
+            first = next(self._pictures, None)
+        except BaseException:
+            container.close()
+            raise
+        if first is None:
+            container.close()
+            raise UserError(f"{self.path}: the video stream has no decodable frames")
+        self._first: av.VideoFrame | None = first
+
+    def _start_decoder(self, decoder: str, gpu_id: int) -> str:
+        """Open the file and decode its first frame with `decoder`; which decoder does it."""
+        if decoder != "cpu":
+            problem = self._start_on_nvdec(gpu_id)
+            if problem is None:
+                return "nvdec"
+        self._start(open_container(self.path))
+        if decoder == "nvdec":
+            codec = self._stream.codec_context.name
+            self.close()
+            raise UserError(f"{self.path}: --decoder nvdec: {problem} ({codec} stream; use --decoder cpu or auto)")
+        return "cpu"
+
+    def _start_on_nvdec(self, gpu_id: int) -> str | None:
+        """Open the file on NVDEC and decode its first frame; why that is not possible (nothing is left
+        open then), or None."""
+        problem = nvdec_problem(gpu_id)
+        if problem is not None:
+            return problem
+        try:
+            container = av.open(str(self.path), mode="r", hwaccel=nvdec_hwaccel(gpu_id))
+        except av.error.FFmpegError as error:
+            return f"FFmpeg could not open it for NVDEC ({error.strerror or error})"
+        except RuntimeError:  # PyAV's "no stream is compatible": no video stream NVDEC decodes
+            return "NVDEC does not decode its video codec"
+        video = container.streams.video
+        if not video or video[0].codec_context is None or not video[0].codec_context.is_hwaccel:
+            container.close()
+            return "NVDEC does not decode its video codec"
+        try:
+            self._start(container, nvdec=True)
+        except av.error.FFmpegError as error:
+            return f"NVDEC could not decode its first frame ({error.strerror or error})"
+        except UserError:
+            return "NVDEC decoded none of its frames"
+        return None
+
+    def _video_stream(self, nvdec: bool = False) -> av.video.stream.VideoStream:
         if not self._container.streams.video:
             raise UserError(f"{self.path}: has no video stream")
         stream = self._container.streams.video[0]
         if stream.codec_context is None:
             raise UserError(f"{self.path}: unsupported video codec (this FFmpeg build has no decoder for it)")
-        stream.codec_context.thread_type = "AUTO"
+        if nvdec:
+            single_threaded(stream.codec_context)
+        else:
+            stream.codec_context.thread_type = "AUTO"
         return stream
 
     def _frame_count_hint(self, rate: Fraction | None) -> int | None:
@@ -139,3 +195,18 @@ class VideoFileSource(FrameSource):
 
     def close(self) -> None:
         self._container.close()
+
+
+class VideoOpener:
+    """Opens VideoFileSources with one decoder choice; NVDEC decoding goes to `gpu_ids` in turn (batch mode
+    spreads its inputs over its engines' GPUs). Safe to call from several threads."""
+
+    def __init__(self, decoder: str = "cpu", gpu_ids: Sequence[int] = (0,)) -> None:
+        self.decoder = decoder
+        self._gpu_ids = itertools.cycle(gpu_ids)
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> VideoFileSource:
+        with self._lock:
+            gpu_id = next(self._gpu_ids)
+        return VideoFileSource(path, self.decoder, gpu_id)

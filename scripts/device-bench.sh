@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The figures of the closing notes, on the lent GPU machine: bash scripts/device-bench.sh STEP...
+# Steps (below) print a line each; the JSONs land in $OUT (8 files come back), logs in /tmp/devlogs there.
+# Laid out here first, both ignored in .git/info/exclude and named in the call's `carry`:
+#   .whl/     wheels for Python 3.12: av, effdet, omegaconf, antlr4-python3-runtime, pycocotools (PyAV is
+#             not on that machine; see the device tool's README for the pip download line)
+#   .devdata/ what the steps read of ../shared (which does not travel), same layout: media/ (the bench
+#             clip, pan-720p30-h264-noaudio.mp4) and, for gputests, fixtures/automl/ (the .h5 and the npz)
+# The whole carry must stay under 64 MiB: carry .whl with media for the bench steps, fixtures apart.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 EFFDET_VIDEO_HOME=$PWD/.devcache
+# ../shared does not travel: the clips and fixtures the steps need are carried in .devdata/ (same layout).
+export EFFDET_VIDEO_SHARED=$PWD/.devdata
+CLIP=$EFFDET_VIDEO_SHARED/media/bench-1080p30-h264-aac.mp4
+cli="python3 -m effdet_video.cli"
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  mkdir -p /tmp/devlogs  # only 8 files come back from $OUT: the JSONs go there, the logs stay here
+  timeout "$limit" "$@" > "/tmp/devlogs/$name.out" 2> "/tmp/devlogs/$name.log"; local rc=$?
+  [ $rc = 0 ] || tail -5 "/tmp/devlogs/$name.log"
+  printf '%-14s rc=%s %4ss\n' "$name" "$rc" "$((SECONDS - t0))"
+}
+for s in "$@"; do
+  case $s in
+    env) nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
+         python3 -c "import torch, triton, av; print(torch.__version__, triton.__version__, av.__version__)";;
+    d0) step d0 330 $cli bench --models d0 --batch-sizes 1,64 --precisions fp16 --seconds 2 --json "$OUT/d0.json";;
+    d3) step d3 300 $cli bench --models d3 --batch-sizes 16 --precisions fp16 --nms device --no-startup --seconds 2 --json "$OUT/d3.json";;
+    video) step video 240 $cli bench --models d0 --batch-sizes 8 --nms device --no-peers --no-startup --seconds 1 --video "$CLIP" --json "$OUT/video.json";;
+    io) step io 200 python3 scripts/probe_io.py "$CLIP"; cat /tmp/devlogs/io.out;;
+    profile)  # where a cached start's seconds go (cProfile of the start-up probe, inductor and eager)
+      spec='{"model": "d0", "random_weights": true, "batch_size": 1, "device": "cuda", "precision": "fp16"}'
+      step warm 200 python3 -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
+      step hitprof 100 python3 -m cProfile -o "$OUT/hit.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
+      EFFDET_VIDEO_COMPILER=eager step eagerprof 100 python3 -m cProfile -o "$OUT/eager.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
+      cat /tmp/devlogs/warm.out /tmp/devlogs/hitprof.out /tmp/devlogs/eagerprof.out;;
+    startup)  # bytecode cached as on any normal install (the device image ships torch without .pyc files;
+      # on 2026-12-01 the prefix alone did not shorten torch's import there: the image may also set
+      # PYTHONDONTWRITEBYTECODE, unset here from then on, not yet measured)
+      unset PYTHONDONTWRITEBYTECODE
+      export PYTHONPYCACHEPREFIX=$PWD/.devcache/pyc
+      step startup 240 $cli bench --models d0 --batch-sizes 1 --nms device --no-peers --seconds 1 --json "$OUT/startup.json"
+      EFFDET_VIDEO_COMPILER=eager step startup_eager 120 $cli bench --models d0 --batch-sizes 1 --nms device --no-peers --seconds 1 --json "$OUT/startup_eager.json";;
+    e2e)  # the end-to-end runs with each decoder
+      for d in nvdec cpu; do
+        step "e2e_$d" 200 $cli bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 \
+          --decoder $d --video "$CLIP" --json "$OUT/e2e_$d.json"
+      done;;
+    batch)  # 16 copies of the clip, detections only: 16 streams at once vs one stream, each decoder
+      mkdir -p /tmp/b16 /tmp/b1; for i in $(seq -w 1 16); do ln -sf "$CLIP" /tmp/b16/c$i.mp4; done; ln -sf "$CLIP" /tmp/b1/c01.mp4
+      for d in nvdec cpu; do
+        step "batch16_$d" 120 $cli batch /tmp/b16 -o /tmp/o16_$d --format jsonl -j 16 --random-weights --decoder $d --redo -q --summary-json "$OUT/batch16_$d.json"
+        step "batch1_$d" 120 $cli batch /tmp/b1 -o /tmp/o1_$d --format jsonl -j 1 --random-weights --decoder $d --redo -q --summary-json "$OUT/batch1_$d.json"
+      done;;
+    gputests) step gputests 420 python3 -m pytest -q -ra -m gpu tests/test_engine_cuda.py tests/test_nvdec.py \
+                tests/test_ops_capture.py tests/test_ops_nms.py tests/test_models_construction.py
+              tail -25 /tmp/devlogs/gputests.out;;
+    summary) python3 scripts/summarize.py "$OUT"/*.json;;
+  esac
+done
