@@ -130,10 +130,10 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
-    jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
     open_source = video_opener(options["decoder"], devices, encodes_video="video" in kinds)
     options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
     spec = engine_spec({**options, "device": devices[0]})
+    jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
     workers = per_stream_workers(jobs)
     labels = model_labels(options)
     batch_options = BatchOptions(

@@ -74,8 +74,7 @@ class DetectionGraph(nn.Module):
         return repr(dataclasses.replace(self.config, nms=None))
 
     def forward(self, images: torch.Tensor, valid_hw: torch.Tensor, image_scales: torch.Tensor):
-        x = letterbox.normalize_and_mask(images, valid_hw, self.config.mean_rgb, self.config.stddev_rgb)
-        return self.from_normalized(x, image_scales)
+        return self._from_network_input(self.network_input(images, valid_hw, image_scales), image_scales)
 
     def network_input(self, images: torch.Tensor, valid_hw: torch.Tensor, image_scales: torch.Tensor) -> torch.Tensor:
         """What `forward` hands the network for these inputs (dtype and memory layout included)."""
@@ -87,7 +86,10 @@ class DetectionGraph(nn.Module):
 
     def from_normalized(self, x: torch.Tensor, image_scales: torch.Tensor):
         """The rest of the graph on an already normalised float NCHW batch (AutoML's exact inputs)."""
-        cls_outputs, box_outputs = self.network(self._to_network_layout(x))
+        return self._from_network_input(self._to_network_layout(x), image_scales)
+
+    def _from_network_input(self, x: torch.Tensor, image_scales: torch.Tensor):
+        cls_outputs, box_outputs = self.network(x)
         if self.mode == "none":
             return tuple(cls_outputs) + tuple(box_outputs)
         cls_outputs = [c.float() for c in cls_outputs]

@@ -22,8 +22,8 @@ def to_coded_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 # 4:2:0 layouts OpenCV converts (BT.601 limited range, swscale's default matrix) in about half swscale's
-# time at 1080p: it upsamples chroma by repetition, within about 1 grey level of swscale on average, and
-# exactly inverse to the 2x2 averaging of the encoder's conversion back (stages/video_sink.py).
+# time at 1080p: it upsamples chroma by repetition, within about 1 grey level of swscale on average, which
+# the 2x2 averaging of the encoder's conversion back (stages/video_sink.py) undoes up to RGB rounding.
 _OPENCV_TO_RGB = {"yuv420p": cv2.COLOR_YUV2RGB_I420, "nv12": cv2.COLOR_YUV2RGB_NV12}
 
 
