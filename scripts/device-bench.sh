@@ -12,6 +12,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 EFFDET_VIDEO_HOME=$PWD/.devcache
 # ../shared does not travel: the clips and fixtures the steps need are carried in .devdata/ (same layout).
 export EFFDET_VIDEO_SHARED=$PWD/.devdata
+# Bytecode cached as on any normal install: the image ships torch without .pyc files and sets
+# PYTHONDONTWRITEBYTECODE; with both undone torch imports in 1.3-1.6 s instead of 4.4-5.2 s (2026-12-01).
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX=$PWD/.devcache/pyc
 CLIP=$EFFDET_VIDEO_SHARED/media/bench-1080p30-h264-aac.mp4
 cli="python3 -m effdet_video.cli"
 step() {  # step NAME TIMEOUT_S COMMAND...
@@ -36,17 +40,18 @@ for s in "$@"; do
       step hitprof 100 python3 -m cProfile -o "$OUT/hit.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
       EFFDET_VIDEO_COMPILER=eager step eagerprof 100 python3 -m cProfile -o "$OUT/eager.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
       cat /tmp/devlogs/warm.out /tmp/devlogs/hitprof.out /tmp/devlogs/eagerprof.out;;
-    startup)  # bytecode cached as on any normal install (the device image ships torch without .pyc files;
-      # on 2026-12-01 the prefix alone did not shorten torch's import there: the image may also set
-      # PYTHONDONTWRITEBYTECODE, unset here from then on, not yet measured)
-      unset PYTHONDONTWRITEBYTECODE
-      export PYTHONPYCACHEPREFIX=$PWD/.devcache/pyc
+    startup)  # fresh processes, cache hit
       step startup 240 $cli bench --models d0 --batch-sizes 1 --nms device --no-peers --seconds 1 --json "$OUT/startup.json"
       EFFDET_VIDEO_COMPILER=eager step startup_eager 120 $cli bench --models d0 --batch-sizes 1 --nms device --no-peers --seconds 1 --json "$OUT/startup_eager.json";;
     e2e)  # the end-to-end runs with each decoder
       for d in nvdec cpu; do
         step "e2e_$d" 200 $cli bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 \
           --decoder $d --video "$CLIP" --json "$OUT/e2e_$d.json"
+      done;;
+    e2e_gil)  # is the write thread (x264) slowed by GIL hand-offs? same run at two switch intervals
+      for si in 0.005 0.0005; do
+        EFFDET_VIDEO_COMPILER=eager step "e2e_si$si" 200 python3 -c "import sys, runpy; sys.setswitchinterval($si); sys.argv[0] = 'effdet-video'; runpy.run_module('effdet_video.cli', run_name='__main__')" \
+          bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 --decoder cpu --video "$CLIP" --json "$OUT/e2e_si$si.json"
       done;;
     batch)  # 16 copies of the clip, detections only: 16 streams at once vs one stream, each decoder
       mkdir -p /tmp/b16 /tmp/b1; for i in $(seq -w 1 16); do ln -sf "$CLIP" /tmp/b16/c$i.mp4; done; ln -sf "$CLIP" /tmp/b1/c01.mp4
@@ -57,6 +62,13 @@ for s in "$@"; do
     gputests) step gputests 420 python3 -m pytest -q -ra -m gpu tests/test_engine_cuda.py tests/test_nvdec.py \
                 tests/test_ops_capture.py tests/test_ops_nms.py tests/test_models_construction.py
               tail -25 /tmp/devlogs/gputests.out;;
+    faults)  # a fresh start under faulthandler, eager then compiled (the second loads what the first built)
+      spec='{"model": "d0", "random_weights": true, "batch_size": 1, "device": "cuda", "precision": "fp16"}'
+      EFFDET_VIDEO_COMPILER=eager timeout 60 python3 -X faulthandler -m effdet_video.bench.startup "$spec" "$(date +%s.%N)" 2>&1 | grep -v Warning | tail -12
+      for run in compile load; do
+        echo "== $run"; timeout 200 python3 -X faulthandler -m effdet_video.bench.startup "$spec" "$(date +%s.%N)" 2>&1 | grep -v Warning | tail -14
+      done;;
+    nvdectest) step nvdectest 200 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py; tail -5 /tmp/devlogs/nvdectest.out;;
     summary) python3 scripts/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from effdet_video import cli
-from effdet_video.commands.common import single_video_opener
+from effdet_video.commands.common import single_video_opener, video_opener
 from effdet_video.engine import factory
 from effdet_video.errors import UserError
 from effdet_video.stages import hw_decode
@@ -91,6 +91,14 @@ def test_auto_falls_back_to_the_cpu_and_probes_each_gpu_once(media: Path, probes
     assert probes == [0, 1]  # a thousand inputs do not retry a GPU without NVDEC
 
 
+def test_auto_keeps_frames_on_the_gpu_only_where_no_video_is_encoded(probes: list[int]) -> None:
+    """Choosing costs no probe: a GPU without NVDEC is found out when the first input is opened."""
+    assert video_opener("auto", ["cuda:1"], encodes_video=False).frames_on_gpu
+    assert not video_opener("auto", ["cuda:1"], encodes_video=True).frames_on_gpu
+    assert video_opener("auto", ["cpu"], encodes_video=False).decoder == "cpu"
+    assert probes == []
+
+
 def test_nvdec_without_nvdec_is_a_one_line_user_error(media: Path, probes: list[int]) -> None:
     with pytest.raises(UserError) as error:
         VideoFileSource(media / CLIP, decoder="nvdec")
@@ -122,7 +130,8 @@ def test_a_file_nvdec_cannot_open_falls_back_alone(media: Path, monkeypatch: pyt
     exist), as when the device fails only for this input: auto decodes it on the CPU, nvdec says why."""
     monkeypatch.setattr(hw_decode, "_problems", {0: None})
     monkeypatch.setattr("effdet_video.stages.source.nvdec_hwaccel",
-                        lambda gpu_id: av.codec.hwaccel.HWAccel("cuda", device="999", allow_software_fallback=False))
+                        lambda gpu_id, frames_on_gpu=False: av.codec.hwaccel.HWAccel("cuda", device="999",
+                                                                                     allow_software_fallback=False))
     source = VideoFileSource(media / CLIP, decoder="auto")
     assert source.decoder_used == "cpu" and len(decoded(source)) == 90
     with pytest.raises(UserError, match=r"--decoder nvdec: FFmpeg could not open it for NVDEC .*h264 stream"):
@@ -189,10 +198,40 @@ def test_nvdec_gives_the_frames_timestamps_and_pixels_of_the_cpu_decoder(media: 
 
 
 @pytest.mark.gpu
+def test_frames_kept_on_the_gpu_are_letterboxed_there_like_cpu_decoded_ones(media: Path) -> None:
+    clip = media / "bench-1080p30-h264-aac.mp4"
+    cpu, gpu = VideoFileSource(clip), VideoFileSource(clip, decoder="nvdec", frames_on_gpu=True)
+    assert (gpu.decoder_used, gpu.frames_on_gpu, cpu.frames_on_gpu) == ("nvdec", True, False)
+    count = 0
+    try:
+        for ours, theirs in zip(gpu.frames(), cpu.frames(), strict=True):
+            assert (ours.pts, ours.duration, ours.rotation) == (theirs.pts, theirs.duration, theirs.rotation)
+            assert hw_decode.on_gpu(ours.picture)
+            drawn = count % 100 == 0  # the full frame comes to the host only when a sink draws on it
+            prepare_frame(ours, (512, 512), needs_image=drawn)
+            prepare_frame(theirs, (512, 512))
+            assert ours.letterbox == theirs.letterbox and ours.net_image.shape == (512, 512, 3)
+            difference = np.abs(ours.net_image.astype(np.int16) - theirs.net_image)
+            assert difference.max() <= 3 and difference.mean() < 0.5, count
+            if drawn:
+                assert np.abs(ours.image.astype(np.int16) - theirs.image).mean() < 0.5
+            else:
+                assert ours.image is None
+            count += 1
+    finally:
+        cpu.close()
+        gpu.close()
+    assert count == 300
+
+
+@pytest.mark.gpu
 def test_auto_on_a_cuda_engine_decodes_on_nvdec(media: Path) -> None:
     source = single_video_opener({"decoder": "auto", "device": "cuda"})(media / CLIP)
-    assert source.decoder_used == "nvdec"
+    assert (source.decoder_used, source.frames_on_gpu) == ("nvdec", False)
     assert len(decoded(source)) == 90
+    detections_only = single_video_opener({"decoder": "auto", "device": "cuda"}, encodes_video=False)(media / CLIP)
+    assert (detections_only.decoder_used, detections_only.frames_on_gpu) == ("nvdec", True)
+    assert len(decoded(detections_only)) == 90
 
 
 @pytest.mark.gpu

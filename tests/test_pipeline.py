@@ -86,10 +86,26 @@ def pipeline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("effdet-") and t.is_alive()]
 
 
-def test_frames_reach_sinks_in_order_with_their_detections(clip):
+class GroupedSource(VideoFileSource):
+    """Says its frames are on the GPU (they are not: prepare_frames then converts them one by one), so
+    the pipeline prepares in groups on one worker, the way it does NVDEC's GPU frames."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.frames_on_gpu = True
+
+    def frames(self):
+        for record in super().frames():
+            if record.index % 7 == 0:
+                time.sleep(0.02)  # pauses: the worker finds one frame queued at times, many at others
+            yield record
+
+
+@pytest.mark.parametrize("source_type, preparers", [(VideoFileSource, 3), (GroupedSource, 1)])
+def test_frames_reach_sinks_in_order_with_their_detections(clip, source_type, preparers):
     engine = FakeEngine(batch_size=4)
     sink = RecordingSink()
-    source = VideoFileSource(clip)
+    source = source_type(clip)
     stats = run_pipeline(source, engine, [sink], PipelineOptions(prepare_workers=3, annotate_workers=3))
     source.close()
     assert [r.index for r in sink.records] == list(range(30))
@@ -103,7 +119,7 @@ def test_frames_reach_sinks_in_order_with_their_detections(clip):
     assert all(s.items == 30 and s.busy_s > 0 and 0 < s.utilisation <= 1.05 for s in stats.stages)
     assert stats.fps == pytest.approx(30 / stats.wall_s)
     summary = stats.summary().splitlines()
-    assert len(summary) == 7 and summary[2].split()[:2] == ["prepare", "3"]
+    assert len(summary) == 7 and summary[2].split()[:2] == ["prepare", str(preparers)]
     assert stats.as_dict()["stages"][2]["name"] == "infer"
 
 

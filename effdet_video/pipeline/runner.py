@@ -27,10 +27,13 @@ from effdet_video.pipeline.stats import RunStats, StageClock
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.infer import BatchRunner, DetectionFilter
-from effdet_video.stages.prepare import prepare_frame
+from effdet_video.stages.prepare import prepare_frames
 
 DONE = object()  # end-of-stream marker
 T = TypeVar("T")
+# Frames in GPU memory are prepared by one worker, up to this many at once (stages/prepare.py's
+# prepare_frames): the GPU does the work, the host only queues a few calls per group.
+GPU_PREPARE_GROUP = 16
 
 
 def _default_workers() -> int:
@@ -74,7 +77,10 @@ class _Run:
     def __init__(self, source: FrameSource, engine: Engine, sinks: Sequence[FrameSink],
                  options: PipelineOptions, control: RunControl) -> None:
         self.source, self.engine, self.sinks, self.options, self.control = source, engine, sinks, options, control
-        preparers, annotators = options.prepare_workers, options.annotate_workers
+        preparers = 1 if source.frames_on_gpu else options.prepare_workers
+        annotators = options.annotate_workers
+        self.preparers = preparers
+        self.prepare_group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1
         self.clocks = {
             "decode": StageClock("decode"),
             "prepare": StageClock("prepare", preparers),
@@ -82,7 +88,7 @@ class _Run:
             "annotate": StageClock("annotate", annotators),
             "write": StageClock("write"),
         }
-        self.decoded: queue.Queue = queue.Queue(maxsize=2 * preparers)
+        self.decoded: queue.Queue = queue.Queue(maxsize=2 * max(preparers, self.prepare_group))
         self.prepared: queue.Queue = queue.Queue(maxsize=engine.batch_size + preparers)
         self.detected: queue.Queue = queue.Queue(maxsize=2 * annotators)
         self.annotated: queue.Queue = queue.Queue(maxsize=2 * annotators)
@@ -122,18 +128,40 @@ class _Run:
     def decode(self) -> None:
         for record in _timed(self.source.frames(), self.clocks["decode"]):
             self.control.put(self.decoded, record)
-        for _ in range(self.options.prepare_workers):
+        for _ in range(self.preparers):
             self.control.put(self.decoded, DONE)
 
+    def _take(self, source_queue: queue.Queue, most: int) -> tuple[list[FrameRecord], bool]:
+        """Up to `most` records: waits for the first, then takes those already queued; and whether the
+        DONE marker came (nothing follows it for this worker)."""
+        records: list[FrameRecord] = []
+        item = self.control.get(source_queue)
+        while item is not DONE:
+            records.append(item)
+            if len(records) == most:
+                return records, False
+            try:
+                item = source_queue.get_nowait()
+            except queue.Empty:
+                return records, False
+        return records, True
+
     def prepare(self) -> None:
-        size = self.engine.image_size
-        self._pool_worker(self.decoded, self.prepared, self.clocks["prepare"],
-                          lambda record: prepare_frame(record, size))
+        size, clock = self.engine.image_size, self.clocks["prepare"]
+        done = False
+        while not done:
+            records, done = self._take(self.decoded, self.prepare_group)
+            if records:
+                with clock.busy(items=len(records)):
+                    prepare_frames(records, size, self.draw)
+            for record in records:
+                self.control.put(self.prepared, record)
+        self.control.put(self.prepared, DONE)
 
     def infer(self) -> None:
         runner = BatchRunner(self.engine, self.options.detection_filter, self.clocks["infer"],
                              self.options.in_flight)
-        for record in self._ordered(self.prepared, self.options.prepare_workers):
+        for record in self._ordered(self.prepared, self.preparers):
             for done in runner.add(record):
                 self.control.put(self.detected, done)
         for done in runner.flush():

@@ -14,6 +14,7 @@ class FrameSource(abc.ABC):
     skipped_packets: int = 0  # corrupt packets skipped while decoding
     dropped: int = 0          # frames left out on purpose (live sources that fall behind)
     expected_frames: int | None = None  # for the progress bar, when the container knows
+    frames_on_gpu: bool = False  # pictures in GPU memory (NVDEC), prepared there in groups
 
     @abc.abstractmethod
     def frames(self) -> Iterator[FrameRecord]:

@@ -3,6 +3,11 @@ a GPU-decoded frame is an ordinary VideoFrame: FFmpeg's decoder still parses the
 picture decoding, and PyAV downloads each frame to system memory (nv12) with its pts, duration and side
 data (rotation) intact. The rest of the pipeline does not know which decoder ran.
 
+Where a run needs no full-size frames on the host (detections only), frames can instead stay in GPU
+memory (`nvdec_hwaccel(..., frames_on_gpu=True)`): PyAV hands their planes out through DLPack
+(`gpu_planes`) and the prepare stage letterboxes them on the GPU (ops/nv12.py), so that neither the
+synchronous download of every frame nor its colour conversion costs CPU time.
+
 Whether NVDEC works on a GPU is found out once per process by decoding a one-frame H.264 clip there:
 that needs the CUDA driver and its video decoder library (a container started without the driver's
 video capability has the first but not the second). The answer is kept, so a batch of a thousand files
@@ -13,10 +18,14 @@ from __future__ import annotations
 
 import threading
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from av.codec.hwaccel import HWAccel, hwdevices_available
+
+if TYPE_CHECKING:
+    import torch
 
 DECODERS = ("auto", "cpu", "nvdec")
 PROBE_SIZE = 64  # pixels, square: above NVDEC's smallest coded size
@@ -25,13 +34,53 @@ _problems: dict[int, str | None] = {}  # GPU index -> why NVDEC does not work th
 _probe_lock = threading.Lock()
 
 
-def nvdec_hwaccel(gpu_id: int) -> HWAccel:
-    """Decoding on GPU `gpu_id`'s NVDEC, frames downloaded to system memory. No software fallback inside
-    FFmpeg: it would decode on the CPU single-threaded and unannounced; the caller decides instead.
+def nvdec_hwaccel(gpu_id: int, frames_on_gpu: bool = False) -> HWAccel:
+    """Decoding on GPU `gpu_id`'s NVDEC. No software fallback inside FFmpeg: it would decode on the CPU
+    single-threaded and unannounced; the caller decides instead.
 
-    Each decoder gets a CUDA context of its own, as `ffmpeg -hwaccel cuda` does: sharing torch's primary
-    context can fail when torch made it first (FFmpeg insists on its own context flags)."""
-    return HWAccel(device_type="cuda", device=str(gpu_id), allow_software_fallback=False)
+    Frames downloaded to system memory: each decoder gets a CUDA context of its own, as `ffmpeg -hwaccel
+    cuda` does (sharing torch's primary context the way FFmpeg does it, `primary_ctx`, fails once torch
+    made that context first: FFmpeg insists on its own context flags). Frames kept on the GPU must live
+    in torch's context to be usable by torch: FFmpeg then takes the context current on the calling
+    thread (`current_ctx`), which `bind_torch_context` makes torch's."""
+    if not frames_on_gpu:
+        return HWAccel(device_type="cuda", device=str(gpu_id), allow_software_fallback=False)
+    bind_torch_context(gpu_id)
+    return HWAccel(device_type="cuda", device=str(gpu_id), allow_software_fallback=False, is_hw_owned=True,
+                   options={"primary_ctx": "0", "current_ctx": "1"})
+
+
+def bind_torch_context(gpu_id: int) -> None:
+    """Make torch's CUDA context of GPU `gpu_id` current on this thread (a CUDA runtime call that needs a
+    context binds the device's primary context, which is torch's)."""
+    import torch  # only where frames stay on the GPU: the CPU decoder never waits for torch
+
+    torch.cuda.set_device(gpu_id)
+    torch.cuda.synchronize(gpu_id)
+
+
+def on_gpu(picture: av.VideoFrame) -> bool:
+    """Whether `picture` is a frame in GPU memory (decoded with frames_on_gpu)."""
+    return picture.format.name == "cuda"
+
+
+def gpu_preparable(picture: av.VideoFrame) -> bool:
+    """Whether `picture` is a GPU frame the prepare stage takes as it is (nv12, 8-bit 4:2:0)."""
+    return on_gpu(picture) and picture.sw_format.name == "nv12"
+
+
+def gpu_planes(picture: av.VideoFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Y [H, W] and interleaved UV [H/2, W/2, 2] planes of an nv12 GPU frame as torch uint8 tensors
+    sharing its memory (each keeps the frame alive). FFmpeg wrote them on the legacy default stream of
+    torch's context: work queued there after this call sees them complete."""
+    import torch
+
+    if not gpu_preparable(picture):
+        raise ValueError(f"GPU frames are prepared from nv12, not {picture.sw_format.name}")
+    # The capsules, not the planes: torch.from_dlpack(plane) would ask PyAV to synchronise with a
+    # stream, which PyAV refuses.
+    luma, chroma = (torch.from_dlpack(plane.__dlpack__()) for plane in picture.planes[:2])
+    return luma, chroma
 
 
 def single_threaded(context: av.codec.context.CodecContext) -> None:

@@ -1,4 +1,6 @@
-"""The prepare stage: decoded picture -> RGB frame in display orientation -> letterboxed network input."""
+"""The prepare stage: decoded picture -> RGB frame in display orientation -> letterboxed network input.
+A frame NVDEC left in GPU memory is letterboxed there (ops/nv12.py) and only the network input comes to
+the host; its full-size RGB frame is downloaded only when a sink draws on it."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -8,6 +10,7 @@ import numpy as np
 
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.hw_decode import gpu_planes, on_gpu
 
 
 def to_display_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -35,9 +38,49 @@ def picture_to_rgb(picture: Any) -> np.ndarray:
     return picture.to_ndarray(format="rgb24")
 
 
-def prepare_frame(record: FrameRecord, image_size: Sequence[int]) -> None:
-    """Fill `record.image` (RGB, display orientation), `record.net_image` and `record.letterbox`."""
+def prepare_frame(record: FrameRecord, image_size: Sequence[int], needs_image: bool = True) -> None:
+    """Fill `record.net_image` and `record.letterbox`, and `record.image` (RGB, display orientation) for
+    frames decoded on the host or where `needs_image`."""
+    if on_gpu(record.picture):
+        _prepare_on_gpu([record], image_size, needs_image)
+        return
     rgb = picture_to_rgb(record.picture)
     record.picture = None
     record.image = np.ascontiguousarray(to_display_orientation(rgb, record.rotation))
     record.net_image, record.letterbox = letterbox_uint8(record.image, image_size)
+
+
+def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool = True) -> None:
+    """`prepare_frame` for each record. Frames in GPU memory are letterboxed together, a group per size
+    and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
+    which many threads make slow) and one download."""
+    groups: dict[tuple[int, int, int], list[FrameRecord]] = {}
+    for record in records:
+        if on_gpu(record.picture):
+            key = (record.picture.width, record.picture.height, record.rotation)
+            groups.setdefault(key, []).append(record)
+        else:
+            prepare_frame(record, image_size, needs_image)
+    for group in groups.values():
+        _prepare_on_gpu(group, image_size, needs_image)
+
+
+def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool) -> None:
+    """Frames of one size and rotation, in GPU memory."""
+    import torch
+
+    from effdet_video.ops.nv12 import display_rgb, letterbox_rgb, to_uint8_hwc
+
+    planes = [gpu_planes(record.picture) for record in records]
+    for record in records:
+        record.picture = None  # the planes keep the frames alive until they are copied
+    with torch.inference_mode(), torch.cuda.stream(torch.cuda.default_stream(planes[0][0].device)):
+        luma = torch.stack([y for y, _ in planes])
+        chroma = torch.stack([uv for _, uv in planes])
+        del planes
+        rgb = display_rgb(luma, chroma, records[0].rotation)
+        net_images, geometry = letterbox_rgb(rgb, image_size)
+        net_images = net_images.cpu().numpy()
+        images = to_uint8_hwc(rgb).cpu().numpy() if needs_image else [None] * len(records)
+    for record, net_image, image in zip(records, net_images, images):
+        record.net_image, record.letterbox, record.image = net_image, geometry, image

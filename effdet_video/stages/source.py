@@ -14,7 +14,7 @@ import av
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSource
-from effdet_video.stages.hw_decode import DECODERS, nvdec_hwaccel, nvdec_problem, single_threaded
+from effdet_video.stages.hw_decode import DECODERS, nvdec_hwaccel, gpu_preparable, nvdec_problem, on_gpu, single_threaded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +58,18 @@ class VideoFileSource(FrameSource):
     decoder: 'cpu' (FFmpeg's software decoder, frame-threaded), 'nvdec' (GPU `gpu_id`'s hardware decoder;
     a UserError where it cannot decode this stream) or 'auto' (NVDEC where it can, else the CPU, silently).
     `decoder_used` says which one decodes. Whatever was asked, a broken file gets the CPU decoder's error
-    message, so that the message is about the file and not about the GPU."""
+    message, so that the message is about the file and not about the GPU.
 
-    def __init__(self, path: Path, decoder: str = "cpu", gpu_id: int = 0) -> None:
+    frames_on_gpu: NVDEC's frames stay in GPU memory (as nv12; the prepare stage letterboxes them there)
+    instead of being downloaded; `frames_on_gpu` afterwards says whether they do (a stream NVDEC decodes
+    to another layout, e.g. 10-bit, is downloaded as usual)."""
+
+    def __init__(self, path: Path, decoder: str = "cpu", gpu_id: int = 0, frames_on_gpu: bool = False) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
         self.path = path
-        self.decoder_used = self._start_decoder(decoder, gpu_id)
+        self.frames_on_gpu = False
+        self.decoder_used = self._start_decoder(decoder, gpu_id, frames_on_gpu)
         first = self._first
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.expected_frames = self._frame_count_hint(rate)
@@ -94,11 +99,16 @@ class VideoFileSource(FrameSource):
             raise UserError(f"{self.path}: the video stream has no decodable frames")
         self._first: av.VideoFrame | None = first
 
-    def _start_decoder(self, decoder: str, gpu_id: int) -> str:
+    def _start_decoder(self, decoder: str, gpu_id: int, frames_on_gpu: bool) -> str:
         """Open the file and decode its first frame with `decoder`; which decoder does it."""
         if decoder != "cpu":
-            problem = self._start_on_nvdec(gpu_id)
+            problem = self._start_on_nvdec(gpu_id, frames_on_gpu)
+            if frames_on_gpu and (problem is not None or not gpu_preparable(self._first)):
+                if problem is None:  # a layout other than nv12 (10-bit, 4:4:4): decoded, then downloaded
+                    self.close()
+                problem = self._start_on_nvdec(gpu_id)
             if problem is None:
+                self.frames_on_gpu = on_gpu(self._first)
                 return "nvdec"
         self._start(open_container(self.path))
         if decoder == "nvdec":
@@ -107,14 +117,14 @@ class VideoFileSource(FrameSource):
             raise UserError(f"{self.path}: --decoder nvdec: {problem} ({codec} stream; use --decoder cpu or auto)")
         return "cpu"
 
-    def _start_on_nvdec(self, gpu_id: int) -> str | None:
+    def _start_on_nvdec(self, gpu_id: int, frames_on_gpu: bool = False) -> str | None:
         """Open the file on NVDEC and decode its first frame; why that is not possible (nothing is left
         open then), or None."""
         problem = nvdec_problem(gpu_id)
         if problem is not None:
             return problem
         try:
-            container = av.open(str(self.path), mode="r", hwaccel=nvdec_hwaccel(gpu_id))
+            container = av.open(str(self.path), mode="r", hwaccel=nvdec_hwaccel(gpu_id, frames_on_gpu))
         except av.error.FFmpegError as error:
             return f"FFmpeg could not open it for NVDEC ({error.strerror or error})"
         except RuntimeError:  # PyAV's "no stream is compatible": no video stream NVDEC decodes
@@ -201,12 +211,13 @@ class VideoOpener:
     """Opens VideoFileSources with one decoder choice; NVDEC decoding goes to `gpu_ids` in turn (batch mode
     spreads its inputs over its engines' GPUs). Safe to call from several threads."""
 
-    def __init__(self, decoder: str = "cpu", gpu_ids: Sequence[int] = (0,)) -> None:
+    def __init__(self, decoder: str = "cpu", gpu_ids: Sequence[int] = (0,), frames_on_gpu: bool = False) -> None:
         self.decoder = decoder
+        self.frames_on_gpu = frames_on_gpu
         self._gpu_ids = itertools.cycle(gpu_ids)
         self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> VideoFileSource:
         with self._lock:
             gpu_id = next(self._gpu_ids)
-        return VideoFileSource(path, self.decoder, gpu_id)
+        return VideoFileSource(path, self.decoder, gpu_id, self.frames_on_gpu)
