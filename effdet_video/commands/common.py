@@ -77,8 +77,7 @@ encoder_options = _stack(
 decoder_option = click.option(
     "--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
     help="Video decoding: nvdec (the engine GPU's hardware decoder, through FFmpeg), cpu (FFmpeg's software "
-         "decoders), auto (NVDEC when an annotated video is encoded and the engine's GPU decodes the input, "
-         "else the CPU).")
+         "decoders), auto (NVDEC when the engine runs on a GPU whose NVDEC decodes the input, else the CPU).")
 
 
 def video_opener(decoder: str, devices: Sequence[str], encodes_video: bool = True) -> VideoOpener:

@@ -14,7 +14,8 @@ import av
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSource
-from effdet_video.stages.hw_decode import DECODERS, nvdec_hwaccel, gpu_preparable, nvdec_problem, on_gpu, single_threaded
+from effdet_video.stages.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
+                                           single_threaded)
 
 
 @dataclasses.dataclass(frozen=True)
