@@ -30,12 +30,12 @@ for s in "$@"; do
   case $s in
     env) nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
          python3 -c "import torch, triton, av; print(torch.__version__, triton.__version__, av.__version__)";;
-    d0) step d0 330 $cli bench --models d0 --batch-sizes 1,64 --precisions fp16 --seconds 2 --json "$OUT/d0.json";;
+    d0) step d0 260 $cli bench --models d0 --batch-sizes 1,64 --precisions fp16 --seconds 2 --json "$OUT/d0.json";;
     d3) step d3 300 $cli bench --models d3 --batch-sizes 16 --precisions fp16 --nms device --no-startup --seconds 2 --json "$OUT/d3.json";;
     video) step video 240 $cli bench --models d0 --batch-sizes 8 --nms device --no-peers --no-startup --seconds 1 --video "$CLIP" --json "$OUT/video.json";;
     io) step io 200 python3 scripts/probe_io.py "$CLIP"; cat /tmp/devlogs/io.out;;
     profile)  # where a cached start's seconds go (cProfile of the start-up probe, inductor and eager)
-      spec='{"model": "d0", "random_weights": true, "batch_size": 1, "device": "cuda", "precision": "fp16"}'
+      spec='{"model": "d0", "random_weights": true, "batch_size": 8, "device": "cuda", "precision": "fp16"}'
       step warm 200 python3 -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
       step hitprof 100 python3 -m cProfile -o "$OUT/hit.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
       EFFDET_VIDEO_COMPILER=eager step eagerprof 100 python3 -m cProfile -o "$OUT/eager.prof" -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
@@ -63,12 +63,27 @@ for s in "$@"; do
                 tests/test_ops_capture.py tests/test_ops_nms.py tests/test_models_construction.py
               tail -25 /tmp/devlogs/gputests.out;;
     faults)  # a fresh start under faulthandler, eager then compiled (the second loads what the first built)
-      spec='{"model": "d0", "random_weights": true, "batch_size": 1, "device": "cuda", "precision": "fp16"}'
+      spec='{"model": "d0", "random_weights": true, "batch_size": 8, "device": "cuda", "precision": "fp16"}'
       EFFDET_VIDEO_COMPILER=eager timeout 60 python3 -X faulthandler -m effdet_video.bench.startup "$spec" "$(date +%s.%N)" 2>&1 | grep -v Warning | tail -12
       for run in compile load; do
         echo "== $run"; timeout 200 python3 -X faulthandler -m effdet_video.bench.startup "$spec" "$(date +%s.%N)" 2>&1 | grep -v Warning | tail -14
       done;;
+    dwtest) step dwtest 200 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py; tail -3 /tmp/devlogs/dwtest.out;;
+    gpuquick)  # the GPU tests of the quick-start kernels and the engine's parity, engines uncompiled (no compile waits)
+      EFFDET_VIDEO_COMPILER=eager step gpuquick 150 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py \
+        tests/test_engine_cuda.py; tail -6 /tmp/devlogs/gpuquick.out;;
     nvdectest) step nvdectest 200 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py; tail -5 /tmp/devlogs/nvdectest.out;;
+    aoti) step aoti 300 python3 scripts/probe_aoti.py; grep -v Warn /tmp/devlogs/aoti.out; which gdb || true;;
+    cudnn)  # first-forward cost per convolution backend (scripts/probe_start.py)
+      for run in "heur 1" "heur 8" "autotune 8" "nocudnn 8" "linear 8"; do
+        step cudnn 120 python3 scripts/probe_start.py $run; cat /tmp/devlogs/cudnn.out
+      done
+      CUDA_MODULE_LOADING=EAGER step cudnn 120 python3 scripts/probe_start.py heur 1; cat /tmp/devlogs/cudnn.out;;
+    cpu)  # where the CPU goes when video is written (scripts/probe_e2e.py), and the GIL's effect on x264
+      for run in "cpu veryfast" "nvdec veryfast" "nvdec superfast"; do
+        EFFDET_VIDEO_COMPILER=eager step e2ecpu 120 python3 scripts/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ecpu.out
+      done
+      for n in 0 1 3; do step gil 60 python3 scripts/probe_e2e.py gil "$CLIP" $n; cat /tmp/devlogs/gil.out; done;;
     summary) python3 scripts/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -16,7 +16,8 @@ for path in map(Path, sys.argv[1:]):
     for row in data.get("peers", []):
         print(name, "peer", row["model"], "b", row["batch_size"], "predict", row["predict_amp_img_s"], "net", row["network_amp_channels_last_img_s"], row.get("latency_host_to_host"))
     for key, start in (data.get("startup") or {}).items():
-        print(name, "startup", key, start.get("first_detections_s"), start.get("phases"), {k: start.get("build", {}).get(k) for k in ("compiler", "engine_cache", "compile_or_load_s", "warm_up_and_capture_s", "compile_error")})
+        print(name, "startup", key, start.get("first_detections_s"), start.get("phases"), {k: start.get("build", {}).get(k) for k in ("compiler", "engine_cache", "compile_or_load_s", "warm_up_and_capture_s", "compile_error", "compiled_later")},
+              "settled", (start.get("settled") or {}).get("settled_s"), {k: (start.get("settled") or {}).get("build", {}).get(k) for k in ("compiler", "compiled_after_s", "compile_error")})
     if "video" in data:
         v = data["video"]
         for key in ("ours", "ours_no_video", "transcode", "naive"):

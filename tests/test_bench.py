@@ -46,3 +46,17 @@ def test_bench_video_frame_limit(tmp_path):
     assert result.exit_code == 0, result.output
     video = json.loads(result.stdout[result.stdout.index("{"):])["video"]
     assert [video[run]["frames"] for run in ("ours", "ours_no_video", "transcode", "naive")] == [5, 5, 5, 5]
+
+
+def test_startup_probe_reports_first_detections_then_the_settled_engine():
+    from effdet_video.bench.startup import measure_startup
+    from effdet_video.engine.spec import EngineSpec
+
+    spec = EngineSpec(random_weights=True, batch_size=1, device="cpu", image_size=(128, 128))
+    start = measure_startup(spec, timeout_s=300)
+    assert "error" not in start, start
+    phases = start["phases"]
+    assert 0 < phases["import_torch_s"] <= phases["engine_built_s"] <= phases["first_detections_s"]
+    assert phases["first_detections_s"] <= start["first_detections_s"]  # the child's clock starts later
+    assert 0 <= start["num_valid"] <= spec.max_det
+    assert start["settled"]["settled_s"] >= phases["first_detections_s"]

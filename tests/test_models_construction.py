@@ -11,7 +11,7 @@ from effdet_video.models.bifpn import FpnNodeSpec, bifpn_nodes
 from effdet_video.models.build import build_model
 from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.efficientnet import EfficientNetFeatures, block_specs
-from effdet_video.models.layers import tf_same_padding
+from effdet_video.ops.depthwise import tf_same_padding
 
 # AutoML README "#Params" column.
 PUBLISHED_PARAMS_M = {"d0": 3.9, "d1": 6.6, "d2": 8.1, "d3": 12.0, "d4": 20.7, "d5": 33.7, "d6": 51.9, "d7": 51.9,

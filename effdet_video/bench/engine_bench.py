@@ -67,6 +67,7 @@ def bench_engine(spec: EngineSpec, seconds: float = 3.0, latency_iterations: int
         engine = build_engine(spec)
     except Exception as error:  # noqa: BLE001 - one failed configuration must not lose the others
         return {"spec": dataclasses.asdict(spec), "error": f"{type(error).__name__}: {error}"[:500]}
+    engine.settle()
     row = {"spec": {k: v for k, v in dataclasses.asdict(spec).items() if v is not None},
            "engine": type(engine).__name__, "build_s": round(time.perf_counter() - started, 3),
            "build": getattr(engine, "build_info", {})}

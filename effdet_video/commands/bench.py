@@ -67,7 +67,7 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
 @click.option("--peers/--no-peers", default=True, show_default=True,
               help="Also time rwightman's effdet (pip install effdet==0.4.1) in this process.")
 @click.option("--startup/--no-startup", default=True, show_default=True,
-              help="Time a fresh process to its first detections (batch 1, cached engine).")
+              help="Time a fresh process to its first detections (cached engine, at the batch `run` uses).")
 @click.option("--video", "video_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Also run end to end on this video: our pipeline (annotated video; detections only), a "
                    "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
@@ -104,8 +104,13 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
     if startup:
         from effdet_video.bench.startup import measure_startup
 
+        from effdet_video.commands.common import default_batch_size
+        from effdet_video.engine.factory import resolve_device
+
+        # the batch a plain `effdet-video IN -o OUT` runs at, so the figure is that command's start
         spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
-                          batch_size=1, device=device, precision=_csv(precisions)[0], image_size=square)
+                          batch_size=default_batch_size(resolve_device(device)), device=device,
+                          precision=_csv(precisions)[0], image_size=square)
         result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
     if video_path is not None:
         from effdet_video.bench.video_bench import bench_video

@@ -77,6 +77,10 @@ class Engine(abc.ABC):
     def infer(self, batch: InferenceBatch) -> DetectionBatch:
         return self.submit(batch).result()
 
+    def settle(self) -> None:
+        """Block until the engine runs the graph it will keep (a quick-starting CUDA engine changes to its
+        compiled one after a few seconds); benchmarks time that one. The default has nothing to wait for."""
+
     def close(self) -> None:
         """Release device resources; the default has none."""
 

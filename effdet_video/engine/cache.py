@@ -4,6 +4,9 @@
             fused into the convolutions' epilogues: about 1.8x the throughput of eager). The first start
             for an (architecture, image size, batch, precision, GPU, torch) compiles it, about a minute,
             and saves it in $EFFDET_VIDEO_HOME/engines; every later start loads it (compiled.py).
+            Loading imports torch's compiler stack, 3-4 s, so a quick-start engine (small batches: `run`,
+            `live`) starts on the eager graph and changes to the compiled one once a background thread
+            has loaded it (engine/cuda.py).
   eager:    no compilation: starts in seconds on a machine that never compiled; the fallback when
             compilation fails.
 In both, the whole per-batch graph (network, box decoding, NMS) is then captured as one CUDA graph. The
@@ -12,6 +15,7 @@ one Triton kernel inside the captured graph either way.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -34,21 +38,25 @@ def cache_root() -> Path:
     return weights_home() / "engines"
 
 
-def use_inductor_cache() -> Path:
-    """Point Inductor's own kernel, FX-graph and AOTAutograd caches into the engine cache (loading an
-    artifact unpacks it there)."""
-    path = cache_root() / "inductor"
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
-    return path
+def use_kernel_caches() -> None:
+    """Point Inductor's own kernel, FX-graph and AOTAutograd caches (loading an artifact unpacks it there)
+    and Triton's cache of compiled kernels (ours: NMS, depthwise) into the engine cache, unless the user
+    chose them. One Triton directory for every start: Inductor would otherwise pick one of its own while
+    it runs, and a start without it would compile our kernels again (2.4 s of gcc and ptxas, measured)."""
+    for variable, name in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
+        if not os.environ.get(variable):
+            path = cache_root() / name
+            path.mkdir(parents=True, exist_ok=True)
+            os.environ[variable] = str(path)
 
 
 def _model_code_digest() -> str:
     """The model code is part of the key: a changed layer must never run an old artifact."""
     digest = hashlib.sha256()
-    for entry in sorted(resources.files("effdet_video.models").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
-            digest.update(entry.name.encode() + entry.read_bytes())
+    for package in ("effdet_video.models", "effdet_video.ops"):  # ops: the custom op the network calls
+        for entry in sorted(resources.files(package).iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".py"):
+                digest.update(entry.name.encode() + entry.read_bytes())
     return digest.hexdigest()
 
 
@@ -69,25 +77,43 @@ def artifact_path(architecture: str, example: torch.Tensor, dtype: torch.dtype) 
 
 
 def prepare_graph(compiler: str, build_module: Callable[[], torch.nn.Module],
-                  example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.nn.Module, dict]:
-    """The detection graph ready to capture, and facts about how it was obtained (for `bench`).
+                  example_inputs: tuple[torch.Tensor, ...], quick_start: bool = False,
+                  ) -> tuple[torch.nn.Module, dict, Callable[[], dict] | None]:
+    """The detection graph ready to capture, facts about how it was obtained (for `bench`), and, for a
+    quick start with a cached compiled network, the call that swaps it in later (None otherwise).
 
     With 'inductor' the module's network is replaced by its compiled artifact; if compiling fails
-    (no compiler toolchain, an unsupported op) the engine says so on stderr and runs eager."""
+    (no compiler toolchain, an unsupported op) the engine says so on stderr and runs eager. A quick start
+    on a cache hit returns the eager module and leaves the swap to the caller; a cache miss compiles now,
+    as the compilation takes a minute either way."""
     if compiler not in COMPILERS:
         raise ValueError(f"unknown compiler {compiler!r} (expected one of {', '.join(COMPILERS)})")
     started = time.perf_counter()
     module = build_module()
     info: dict = {"compiler": compiler, "build_module_s": round(time.perf_counter() - started, 3)}
-    if compiler == "inductor":
+    later = None
+    if compiler == "inductor" and quick_start and _artifact_of(module, example_inputs).exists():
+        info.update(compiler="eager", engine_cache="hit", compiled_later=True)
+        later = functools.partial(_compile_network, module, example_inputs)
+    elif compiler == "inductor":
         try:
             info.update(_compile_network(module, example_inputs))
         except Exception as error:  # noqa: BLE001 - eager is always a working engine
-            message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-            print(f"warning: engine compilation failed, running uncompiled ({message})", file=sys.stderr)
-            info.update(compiler="eager", compile_error=message)
+            info.update(compiler="eager", compile_error=compile_failure(error))
     info["prepare_s"] = round(time.perf_counter() - started, 3)
-    return module, info
+    return module, info, later
+
+
+def compile_failure(error: Exception) -> str:
+    """Say on stderr that the engine runs uncompiled, and why (one line, also kept for `bench`)."""
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    print(f"warning: engine compilation failed, running uncompiled ({message})", file=sys.stderr)
+    return message
+
+
+def _artifact_of(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> Path:
+    example = module.network_input(*example_inputs)
+    return artifact_path(module.architecture(), example, module.network_dtype)
 
 
 def _compile_network(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> dict:
@@ -95,9 +121,8 @@ def _compile_network(module: torch.nn.Module, example_inputs: tuple[torch.Tensor
     from effdet_video.engine.compiled import cached_network
 
     started = time.perf_counter()
-    use_inductor_cache()
     example = module.network_input(*example_inputs)
-    path = artifact_path(module.architecture(), example, module.network_dtype)
+    path = _artifact_of(module, example_inputs)
     if not path.exists():
         print(f"compiling the engine once for this GPU, model and batch size (about a minute); "
               f"cached in {path.parent}", file=sys.stderr)

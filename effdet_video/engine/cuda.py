@@ -1,9 +1,15 @@
 """The CUDA engine: the detection graph compiled (engine cache, see cache.py), captured as one CUDA graph
 at its static batch shape, fed through a ring of pinned slots with several batches in flight.
-EFFDET_VIDEO_COMPILER=eager skips compilation."""
+EFFDET_VIDEO_COMPILER=eager skips compilation.
+
+Quick start: an engine of a small batch (ops.depthwise.QUICK_START_BATCH: `run`, `live`) whose compiled
+network is cached starts on the eager graph, and a background thread loads the compiled network,
+captures it and swaps it in between two batches. The first detections come seconds earlier (loading
+imports torch's compiler stack); every later batch runs at the compiled speed."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -15,6 +21,7 @@ from effdet_video.engine.graph import build_detection_graph, host_nms, model_con
 from effdet_video.engine.infeed import InfeedRing
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
+from effdet_video.ops.depthwise import QUICK_START_BATCH
 
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
@@ -47,12 +54,14 @@ class CudaEngine(Engine):
             torch.tensor([[height, width]] * batch, dtype=torch.int32, device=device),
             torch.ones((batch,), dtype=torch.float32, device=device),
         )
-        self._runner, self.build_info = cache.prepare_graph(
+        cache.use_kernel_caches()
+        self._runner, self.build_info, compile_later = cache.prepare_graph(
             compiler, lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
-            self._static_inputs)
-        self._graph: torch.cuda.CUDAGraph | None = None
+            self._static_inputs, quick_start=batch <= QUICK_START_BATCH)
         warm_up_started = time.perf_counter()
-        self._static_outputs = self._warm_up_and_capture(capture)
+        # (CUDA graph or None when not captured, its output tensors); replaced whole by the compiled one
+        self._active = self._warm_up_and_capture(capture)
+        self._static_outputs = self._active[1]
         self.build_info["warm_up_and_capture_s"] = round(time.perf_counter() - warm_up_started, 3)
         self._ring = None
         if spec.nms_mode != "none":  # raw head outputs are megabytes an image: timed on device only
@@ -60,48 +69,74 @@ class CudaEngine(Engine):
                 [(t.shape, t.dtype) for t in self._static_inputs],
                 [(t.shape, t.dtype) for t in self._static_outputs],
                 self._launch, device, slots)
-        self.build_info["captured"] = self._graph is not None
+        self.build_info["captured"] = self._active[0] is not None
         self.build_info["build_s"] = round(time.perf_counter() - started, 3)
+        self._upgrade: threading.Thread | None = None
+        self._retired: tuple = ()
+        if compile_later is not None:
+            self._upgrade = threading.Thread(target=self._change_to_compiled, args=(compile_later, capture, started),
+                                             name="effdet-engine-compile", daemon=True)
+            self._upgrade.start()
 
     def _run(self) -> tuple[torch.Tensor, ...]:
         outputs = self._runner(*self._static_inputs)
         return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
     @torch.inference_mode()
-    def _warm_up_and_capture(self, capture: bool) -> tuple[torch.Tensor, ...]:
+    def _warm_up_and_capture(self, capture: bool) -> tuple[torch.cuda.CUDAGraph | None, tuple[torch.Tensor, ...]]:
         """Warm up on a side stream (cuDNN/Triton autotuning happens here), then capture one replay."""
         side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream())
+        side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(3):
                 outputs = self._run()
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize(self.device)
+        side.synchronize()
         if not capture:
-            return outputs
+            return None, outputs
         graph = torch.cuda.CUDAGraph()
         # A capture stream of this engine's device: torch's default one is created once, on whichever device
         # was current then, and a second engine on another GPU would capture nothing. thread_local: CUDA
         # calls of other threads (the infeed of a running engine) must not invalidate this capture.
         with torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device), capture_error_mode="thread_local"):
             outputs = self._run()
-        self._graph = graph
-        return outputs
+        return graph, outputs
+
+    def _change_to_compiled(self, compile_network, capture: bool, started: float) -> None:
+        """The quick start's background thread: load the compiled network, warm up and capture it, and make
+        it the graph of the next batch. The eager graph keeps running meanwhile (its replays read the
+        same static inputs; the warm-up's reads of them while a launch writes them only give throw-away
+        outputs). On failure the engine stays eager and says so."""
+        try:
+            torch.cuda.set_device(self.device)
+            self.build_info.update(compile_network())
+            compiled = self._warm_up_and_capture(capture)
+            # the eager graph stays alive until close(): a batch launched on it may still be copying out
+            self._retired, self._active = self._active, compiled
+            self.build_info.update(compiler="inductor", compiled_after_s=round(time.perf_counter() - started, 3))
+        except Exception as error:  # noqa: BLE001 - the eager graph is a working engine
+            self.build_info.update(compile_error=cache.compile_failure(error))
+
+    def settle(self) -> None:
+        """Wait until the engine runs its final graph (benchmarks time that one)."""
+        if self._upgrade is not None:
+            self._upgrade.join()
 
     def _launch(self, device_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """On the current (compute) stream: load the slot's inputs into the graph's, run, return outputs."""
         for static, slot_input in zip(self._static_inputs, device_inputs):
             static.copy_(slot_input, non_blocking=True)
-        if self._graph is not None:
-            self._graph.replay()
-            return self._static_outputs
+        graph, outputs = self._active
+        if graph is not None:
+            graph.replay()
+            return outputs
         with torch.inference_mode():
             return self._run()
 
     def run_on_device(self) -> None:
         """One replay on the inputs already on the device (network/graph-only timing in `bench`)."""
-        if self._graph is not None:
-            self._graph.replay()
+        graph, _ = self._active
+        if graph is not None:
+            graph.replay()
         else:
             with torch.inference_mode():
                 self._run()
@@ -124,6 +159,7 @@ class CudaEngine(Engine):
         return DetectionBatch(detections.float().numpy().copy(), num_valid.int().numpy().copy(), count)
 
     def close(self) -> None:
+        self.settle()
         if self._ring is not None:
             self._ring.drain()
-        self._graph = None
+        self._active = self._retired = (None, ())

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import MaxPool2dSame, activation, batch_norm, conv3x3
+from .layers import Conv2dSame, MaxPool2dSame, activation, batch_norm, conv3x3
 
 WEIGHT_METHODS = ("fastattn", "attn", "sum")
 _FASTATTN_EPS = 1e-4
@@ -51,7 +51,7 @@ class ResampleFeatureMap(nn.Module):
         self.conv: nn.Module | None = None
         self.bn: nn.Module | None = None
         if in_channels != out_channels:
-            self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=True)
+            self.conv = Conv2dSame(in_channels, out_channels, 1, bias=True)
             if apply_bn:
                 self.bn = batch_norm(out_channels, bn_eps)
         self.conv_after_downsample = conv_after_downsample

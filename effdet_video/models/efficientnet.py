@@ -119,8 +119,8 @@ def reduction_block_indices(specs: list[BlockSpec]) -> list[int]:
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, squeeze_channels: int, act_type: str) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(channels, squeeze_channels, 1, bias=True)
-        self.expand = nn.Conv2d(squeeze_channels, channels, 1, bias=True)
+        self.reduce = Conv2dSame(channels, squeeze_channels, 1, bias=True)
+        self.expand = Conv2dSame(squeeze_channels, channels, 1, bias=True)
         self.act = activation(act_type)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

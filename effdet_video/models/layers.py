@@ -6,19 +6,13 @@ Shapes are static per compiled graph, so this Python arithmetic is traced away b
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """(before, after) padding of one spatial dim so that out = ceil(size / stride), as TF 'SAME'."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+from effdet_video.ops.depthwise import depthwise_conv2d, prefers_quick_start, tf_same_padding
 
 
 def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float) -> torch.Tensor:
@@ -31,7 +25,12 @@ def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
 
 class Conv2dSame(nn.Conv2d):
     """nn.Conv2d with TF 'same' padding. Stride-1 odd kernels pad symmetrically, so they use
-    PyTorch's built-in padding (faster, no extra copy); strided convs pad explicitly."""
+    PyTorch's built-in padding (faster, no extra copy); strided convs pad explicitly.
+
+    For small CUDA batches (ops.depthwise.prefers_quick_start) two kinds avoid cuDNN, whose first call of
+    each shape costs every start seconds in all (ops/depthwise_triton.py has the figures): depthwise
+    convs run `effdet_video::depthwise_conv2d`, and 1x1 convs are matrix products over the channel dim
+    (cuBLAS; a channels-last tensor already is [N*H*W, C] in memory)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True) -> None:
@@ -39,8 +38,14 @@ class Conv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          padding=kernel_size // 2 if symmetric else 0, groups=groups, bias=bias)
         self._explicit_padding = not symmetric
+        self._pointwise = kernel_size == 1 and stride == 1 and groups == 1
+        self._depthwise = groups == in_channels == out_channels > 1 and not bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pointwise and prefers_quick_start(x):
+            return F.linear(x.permute(0, 2, 3, 1), self.weight[:, :, 0, 0], self.bias).permute(0, 3, 1, 2)
+        if self._depthwise and prefers_quick_start(x):
+            return depthwise_conv2d(x, self.weight, self.stride[0])
         if self._explicit_padding:
             x = _pad_same(x, self.kernel_size, self.stride, 0.0)
         return super().forward(x)
@@ -65,7 +70,7 @@ class SeparableConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> None:
         super().__init__()
         self.depthwise = Conv2dSame(in_channels, in_channels, kernel_size, groups=in_channels, bias=False)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+        self.pointwise = Conv2dSame(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
