@@ -68,5 +68,6 @@ def prefers_quick_start(x: torch.Tensor) -> bool:
     but its first call of each shape costs every start seconds. Small batches serve `run` (8) and `live`
     (1), where the start is what a user waits for and the engine outruns video I/O either way (b1 latency
     1.86 ms); `batch` (64) and larger engines keep cuDNN's speed, as cudnn.benchmark is chosen by batch
-    size too (engine/cuda.py)."""
-    return uses_kernel(x) and x.shape[0] <= QUICK_START_BATCH
+    size too (engine/cuda.py).
+    Inference only (grad mode off): the op has no backward, and training keeps cuDNN at any batch."""
+    return uses_kernel(x) and x.shape[0] <= QUICK_START_BATCH and not torch.is_grad_enabled()
