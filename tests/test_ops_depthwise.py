@@ -24,6 +24,7 @@ CASES = [(2, 16, 9, 7, 3, 1), (1, 24, 10, 11, 5, 2), (2, 96, 8, 8, 3, 2), (1, 72
 
 
 def _reference(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """Written out here (not ops.depthwise.pad_same), so the op's own fallback is checked against it."""
     kernel = weight.shape[2]
     top, bottom = tf_same_padding(x.shape[2], kernel, stride)
     left, right = tf_same_padding(x.shape[3], kernel, stride)

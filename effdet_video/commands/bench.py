@@ -103,7 +103,6 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
             click.echo(json.dumps(row), err=True)
     if startup:
         from effdet_video.bench.startup import measure_startup
-
         from effdet_video.commands.common import default_batch_size
         from effdet_video.engine.factory import resolve_device
 

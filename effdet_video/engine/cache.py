@@ -92,7 +92,8 @@ def prepare_graph(compiler: str, build_module: Callable[[], torch.nn.Module],
     module = build_module()
     info: dict = {"compiler": compiler, "build_module_s": round(time.perf_counter() - started, 3)}
     later = None
-    if compiler == "inductor" and quick_start and _artifact_of(module, example_inputs).exists():
+    if (compiler == "inductor" and quick_start
+            and _artifact_of(module, module.network_input(*example_inputs)).exists()):
         info.update(compiler="eager", engine_cache="hit", compiled_later=True)
         later = functools.partial(_compile_network, module, example_inputs)
     elif compiler == "inductor":
@@ -111,8 +112,8 @@ def compile_failure(error: Exception) -> str:
     return message
 
 
-def _artifact_of(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> Path:
-    example = module.network_input(*example_inputs)
+def _artifact_of(module: torch.nn.Module, example: torch.Tensor) -> Path:
+    """The artifact of a DetectionGraph's network for network inputs like `example`."""
     return artifact_path(module.architecture(), example, module.network_dtype)
 
 
@@ -122,7 +123,7 @@ def _compile_network(module: torch.nn.Module, example_inputs: tuple[torch.Tensor
 
     started = time.perf_counter()
     example = module.network_input(*example_inputs)
-    path = _artifact_of(module, example_inputs)
+    path = _artifact_of(module, example)
     if not path.exists():
         print(f"compiling the engine once for this GPU, model and batch size (about a minute); "
               f"cached in {path.parent}", file=sys.stderr)

@@ -61,13 +61,12 @@ class CudaEngine(Engine):
         warm_up_started = time.perf_counter()
         # (CUDA graph or None when not captured, its output tensors); replaced whole by the compiled one
         self._active = self._warm_up_and_capture(capture)
-        self._static_outputs = self._active[1]
         self.build_info["warm_up_and_capture_s"] = round(time.perf_counter() - warm_up_started, 3)
         self._ring = None
         if spec.nms_mode != "none":  # raw head outputs are megabytes an image: timed on device only
             self._ring = InfeedRing(
                 [(t.shape, t.dtype) for t in self._static_inputs],
-                [(t.shape, t.dtype) for t in self._static_outputs],
+                [(t.shape, t.dtype) for t in self._active[1]],
                 self._launch, device, slots)
         self.build_info["captured"] = self._active[0] is not None
         self.build_info["build_s"] = round(time.perf_counter() - started, 3)

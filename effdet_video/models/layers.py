@@ -12,15 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effdet_video.ops.depthwise import depthwise_conv2d, prefers_quick_start, tf_same_padding
-
-
-def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float) -> torch.Tensor:
-    top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0])
-    left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1])
-    if top == bottom == left == right == 0:
-        return x
-    return F.pad(x, (left, right, top, bottom), value=value)
+from effdet_video.ops.depthwise import depthwise_conv2d, pad_same, prefers_quick_start
 
 
 class Conv2dSame(nn.Conv2d):
@@ -47,7 +39,7 @@ class Conv2dSame(nn.Conv2d):
         if self._depthwise and prefers_quick_start(x):
             return depthwise_conv2d(x, self.weight, self.stride[0])
         if self._explicit_padding:
-            x = _pad_same(x, self.kernel_size, self.stride, 0.0)
+            x = pad_same(x, self.kernel_size, self.stride, 0.0)
         return super().forward(x)
 
 
@@ -60,7 +52,7 @@ class MaxPool2dSame(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _pad_same(x, self.kernel_size, self.stride, float("-inf"))
+        x = pad_same(x, self.kernel_size, self.stride, float("-inf"))
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 

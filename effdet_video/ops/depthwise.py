@@ -22,19 +22,28 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float) -> torch.Tensor:
+    """`x` padded TF-'same' for a `kernel`/`stride` window (unchanged where no padding is needed)."""
+    top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0])
+    left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1])
+    if top == bottom == left == right == 0:
+        return x
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
 def _output_hw(x: torch.Tensor, stride: int) -> tuple[int, int]:
     return math.ceil(x.shape[2] / stride), math.ceil(x.shape[3] / stride)
 
 
 def _depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
-    top, bottom = tf_same_padding(x.shape[2], weight.shape[2], stride)
-    left, right = tf_same_padding(x.shape[3], weight.shape[3], stride)
+    kernel = tuple(weight.shape[2:])
     if uses_kernel(x):
         from effdet_video.ops.depthwise_triton import depthwise_conv2d_nhwc
 
+        top = tf_same_padding(x.shape[2], kernel[0], stride)[0]
+        left = tf_same_padding(x.shape[3], kernel[1], stride)[0]
         return depthwise_conv2d_nhwc(x, weight, stride, top, left, *_output_hw(x, stride))
-    padded = F.pad(x, (left, right, top, bottom))
-    return F.conv2d(padded, weight, stride=stride, groups=x.shape[1])
+    return F.conv2d(pad_same(x, kernel, (stride, stride), 0.0), weight, stride=stride, groups=x.shape[1])
 
 
 def _depthwise_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
