@@ -3,8 +3,8 @@
 `python -m effdet_video.bench.startup SPEC_JSON LAUNCH_TIME` builds the engine, runs one batch and prints
 one JSON line, then a second once the engine has settled on its final graph (a quick start changes to
 the compiled one later, engine/cuda.py); `measure_startup` launches it and times the whole process from
-the parent's side (interpreter start and imports included), as a user would. The child also reports when each phase ended,
-in seconds since the launch (`phases`), so the bench shows where a slow start goes.
+the parent's side (interpreter start and imports included), as a user would. The child also reports when
+each phase ended, in seconds since the launch (`phases`), so the bench shows where a slow start goes.
 """
 from __future__ import annotations
 
