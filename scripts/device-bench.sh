@@ -69,8 +69,9 @@ for s in "$@"; do
         echo "== $run"; timeout 200 python3 -X faulthandler -m effdet_video.bench.startup "$spec" "$(date +%s.%N)" 2>&1 | grep -v Warning | tail -14
       done;;
     dwtest) step dwtest 200 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py; tail -3 /tmp/devlogs/dwtest.out;;
-    gpuquick)  # the GPU tests of the quick-start kernels and the engine's parity, engines uncompiled (no compile waits)
-      EFFDET_VIDEO_COMPILER=eager step gpuquick 150 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py \
+    gpuquick)  # the GPU tests of the quick-start kernels and the engine's parity, engines uncompiled (no compile
+              # waits) but for the one of the change to the compiled graph
+      EFFDET_VIDEO_COMPILER=eager step gpuquick 300 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py \
         tests/test_engine_cuda.py; tail -6 /tmp/devlogs/gpuquick.out;;
     nvdectest) step nvdectest 200 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py; tail -5 /tmp/devlogs/nvdectest.out;;
     aoti) step aoti 300 python3 scripts/probe_aoti.py; grep -v Warn /tmp/devlogs/aoti.out; which gdb || true;;
@@ -84,6 +85,26 @@ for s in "$@"; do
         EFFDET_VIDEO_COMPILER=eager step e2ecpu 120 python3 scripts/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ecpu.out
       done
       for n in 0 1 3; do step gil 60 python3 scripts/probe_e2e.py gil "$CLIP" $n; cat /tmp/devlogs/gil.out; done;;
+    eng8) step eng8 200 $cli bench --models d0 --batch-sizes 1,8 --precisions fp16 --nms device --no-peers --no-startup --seconds 2 --json "$OUT/eng8.json";;
+    threads)  # CPU by thread, detections only and with video, default engine (scripts/probe_e2e.py)
+      for run in "nvdec none" "nvdec veryfast"; do
+        step e2ethreads 120 python3 scripts/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ethreads.out
+      done;;
+    sequence)  # does a run slow the runs after it in one process? eager engine, then compiled (swap thread)
+      for c in eager inductor; do
+        EFFDET_VIDEO_COMPILER=$c step seq 150 python3 scripts/probe_e2e.py "$CLIP" nvdec none,veryfast,none,none; cat /tmp/devlogs/seq.out
+      done;;
+    ab)  # the file writer in the pipeline's process (last commit's package, carried in .ab/old) against
+         # in a process of its own (this tree), interleaved in one run, uncompiled engines alike
+      for run in "nvdec veryfast,veryfast" "nvdec veryfast,veryfast" "cpu veryfast"; do
+        for code in old new; do
+          where=$PWD; [ $code = old ] && where=$PWD/.ab/old
+          PYTHONPATH=/tmp/site:$where EFFDET_VIDEO_COMPILER=eager step "ab_$code" 120 python3 scripts/probe_e2e.py "$CLIP" $run
+          sed "s/^/$code /" "/tmp/devlogs/ab_$code.out"
+        done
+      done;;
+    enc)  # libx264 veryfast encode-only ceiling: thread counts, chunked encoding in N processes (scripts/probe_enc.py)
+      step enc 240 python3 scripts/probe_enc.py "$CLIP" 600; cat /tmp/devlogs/enc.out;;
     summary) python3 scripts/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -1,8 +1,9 @@
 """One-off device measurement: where the CPU goes in an end-to-end run that writes video.
 
-python3 scripts/probe_e2e.py CLIP DECODER PRESET [BATCH]  ->  one JSON line: fps, cores used, CPU seconds
-per frame by thread (Python threads by name; every native thread - FFmpeg, x264, OpenCV, CUDA - as
-'native'), and the stage utilisations.
+python3 scripts/probe_e2e.py CLIP DECODER PRESET[,PRESET...] [BATCH]  ->  a JSON line a run (all in one
+process): fps, cores used, CPU seconds per frame by thread (Python threads by name; every native thread -
+FFmpeg, x264, OpenCV, CUDA - as 'native'; child processes, such as the encoder, only in the cores used),
+and the stage utilisations; preset none writes detections only.
 python3 scripts/probe_e2e.py gil CLIP BURNERS  ->  libx264 veryfast encode-only fps while BURNERS Python
 threads keep the GIL busy (is the encoder's feeding thread slowed by GIL hand-offs?).
 """
@@ -35,6 +36,7 @@ class Sampler(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.cpu: dict[int, float] = {}
+        self.base = thread_cpu()  # threads of earlier runs in this process count from here
         self.names: dict[int, str] = {}
         self.stop = threading.Event()
 
@@ -51,34 +53,40 @@ class Sampler(threading.Thread):
     def by_group(self, frames: int) -> dict[str, float]:
         groups: dict[str, float] = {}
         for tid, seconds in self.cpu.items():
+            seconds -= self.base.get(tid, 0.0)
             name = self.names.get(tid, "native")
             groups[name] = groups.get(name, 0.0) + seconds
         return {k: round(1000 * v / frames, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
 
 
-def e2e(clip: str, decoder: str, preset: str, batch: int) -> None:
+def e2e(clip: str, decoder: str, presets: str, batch: int) -> None:
+    """One run per comma-separated preset, in one process (does a run slow the ones after it?)."""
     from effdet_video.bench import video_bench
     from effdet_video.commands.common import video_opener
     from effdet_video.engine.spec import EngineSpec
 
-    video_bench.PRESET = preset
     device = os.environ.get("PROBE_DEVICE", "cuda")
     spec = EngineSpec(model="d0", batch_size=batch, device=device, random_weights=True)
-    opener = video_opener(decoder, [f"{device}:0" if device == "cuda" else device], encodes_video=True)
-    sampler = Sampler()
-    sampler.start()
-    with tempfile.TemporaryDirectory() as folder:
-        before = os.times()
-        started = time.perf_counter()
-        frames, stats = video_bench.ours(Path(clip), None, Path(folder), spec, True, opener)
-        wall = time.perf_counter() - started
-        after = os.times()
-        sampler.sample()
-        sampler.stop.set()
-    cpu = (after.user - before.user) + (after.system - before.system)
-    print(json.dumps({"decoder": stats["decoder"], "preset": preset, "batch": batch, "fps": round(stats["fps"], 1),
-                      "cores_used_incl_build": round(cpu / wall, 2), "cpu_ms_per_frame_by_thread": sampler.by_group(frames),
-                      "stages": {s["name"]: round(s["utilisation"], 2) for s in stats["stages"]}}), flush=True)
+    for preset in presets.split(","):
+        video_bench.PRESET = preset
+        video = preset != "none"
+        opener = video_opener(decoder, [f"{device}:0" if device == "cuda" else device], encodes_video=video)
+        sampler = Sampler()
+        sampler.start()
+        with tempfile.TemporaryDirectory() as folder:
+            before = os.times()
+            started = time.perf_counter()
+            frames, stats = video_bench.ours(Path(clip), None, Path(folder), spec, video, opener)
+            wall = time.perf_counter() - started
+            after = os.times()
+            sampler.sample()
+            sampler.stop.set()
+        cpu = sum(getattr(after, k) - getattr(before, k)
+                  for k in ("user", "system", "children_user", "children_system"))
+        print(json.dumps({"decoder": stats["decoder"], "preset": preset, "batch": batch, "fps": round(stats["fps"], 1),
+                          "cores_used_incl_build": round(cpu / wall, 2),
+                          "cpu_ms_per_frame_by_thread": sampler.by_group(frames),
+                          "stages": {s["name"]: round(s["utilisation"], 2) for s in stats["stages"]}}), flush=True)
 
 
 def gil(clip: str, burners: int) -> None:

@@ -80,3 +80,40 @@ def test_reduced_precision_deviation_is_bounded(cpu_reference, precision, score_
         if box_bound_net_px is not None:
             assert ours[0, 5] == ref[0, 5]
             assert box_dev <= box_bound_net_px
+
+
+@pytest.mark.slow
+def test_quick_start_changes_to_the_compiled_graph_once_the_gpu_bounds_the_run(cpu_reference, tmp_path,
+                                                                               monkeypatch):
+    """A batch-8 engine whose compiled network is cached starts uncompiled; batches taken one at a time
+    leave it so, SATURATED_RUN submissions that wait for the GPU swap the compiled graph in, and the
+    detections stay the CPU engine's across the swap. (Batches of the fixture's 2 frames: the GPU
+    computes 8, so a flood of them outruns it for sure.)"""
+    import dataclasses
+
+    from effdet_video.engine.cuda import IN_FLIGHT, SATURATED_RUN, CudaEngine
+
+    monkeypatch.setenv("EFFDET_VIDEO_HOME", str(tmp_path))
+    spec, batch, reference = cpu_reference
+    spec = dataclasses.replace(spec, device="cuda", precision="fp32", batch_size=8)
+    with CudaEngine(spec, "cuda:0", compiler="inductor") as engine:  # cache miss: compiled before any batch
+        assert engine.build_info["engine_cache"] == "miss" and engine.build_info["compiler"] == "inductor"
+
+    def assert_reference(result) -> None:  # batch 8's fp32 matmuls: 4.8e-3 px off at worst (H200), not 1e-3
+        np.testing.assert_array_equal(result.num_valid[: batch.count], reference.num_valid)
+        for i in range(batch.count):
+            np.testing.assert_allclose(_nearest_rows(result.frame(i), reference.frame(i)), reference.frame(i),
+                                       rtol=1e-3, atol=1e-2)
+
+    with CudaEngine(spec, "cuda:0", compiler="inductor") as engine:
+        assert engine.build_info["compiler"] == "eager" and engine.build_info["compiled_later"]
+        for _ in range(2 * SATURATED_RUN):
+            assert_reference(engine.infer(batch))  # one in flight: the GPU waits for us, never we for it
+        assert "compile_started_s" not in engine.build_info
+        flood = [engine.submit(batch) for _ in range(4 * SATURATED_RUN + IN_FLIGHT)]  # GPU-bound
+        assert "compile_started_s" in engine.build_info
+        for pending in flood:
+            assert_reference(pending.result())
+        engine.settle()
+        assert engine.build_info["compiler"] == "inductor" and "compile_error" not in engine.build_info
+        assert_reference(engine.infer(batch))

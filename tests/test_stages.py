@@ -17,7 +17,7 @@ from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.output_file import PartialFile, check_output_path
 from effdet_video.stages.prepare import to_coded_orientation, to_display_orientation
 from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import default_codec, encoder_pixel_format, rgb_to_picture
+from effdet_video.stages.encoding import default_codec, encoder_pixel_format, rgb_to_picture
 from pipeline_clips import make_clip
 
 

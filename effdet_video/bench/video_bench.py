@@ -30,7 +30,8 @@ from effdet_video.stages.base import FrameSource
 from effdet_video.stages.detection_sinks import JsonLinesSink
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink, use_all_cores
+from effdet_video.stages.encoding import use_all_cores
+from effdet_video.stages.video_sink import VideoFileSink
 
 PRESET = "veryfast"
 RATE = Fraction(30)

@@ -78,8 +78,9 @@ class Engine(abc.ABC):
         return self.submit(batch).result()
 
     def settle(self) -> None:
-        """Block until the engine runs the graph it will keep (a quick-starting CUDA engine changes to its
-        compiled one after a few seconds); benchmarks time that one. The default has nothing to wait for."""
+        """Block until the engine runs its fastest graph (a quick-starting CUDA engine changes to its
+        compiled one now, which it otherwise does only once the GPU bounds the run); benchmarks time that
+        one. The default has nothing to wait for."""
 
     def close(self) -> None:
         """Release device resources; the default has none."""

@@ -3,9 +3,12 @@ at its static batch shape, fed through a ring of pinned slots with several batch
 EFFDET_VIDEO_COMPILER=eager skips compilation.
 
 Quick start: an engine of a small batch (ops.depthwise.QUICK_START_BATCH: `run`, `live`) whose compiled
-network is cached starts on the eager graph, and a background thread loads the compiled network,
-captures it and swaps it in between two batches. The first detections come seconds earlier (loading
-imports torch's compiler stack); every later batch runs at the compiled speed."""
+network is cached starts on the eager graph, so the first detections come seconds earlier (loading
+imports torch's compiler stack). A background thread loads the compiled network, captures it and swaps
+it in between two batches, but only once the GPU bounds the run (SATURATED_RUN submissions in a row
+waited for it) or a benchmark asks (settle): the load's seconds of Python hold the GIL that the decode
+and encode threads need, and slowed decode-bound runs by 25-70% while the compiled graph could gain
+them nothing (2026-12-02, scripts/perf-notes.md)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +21,7 @@ import torch
 from effdet_video.engine import cache
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections
 from effdet_video.engine.graph import build_detection_graph, host_nms, model_config
-from effdet_video.engine.infeed import InfeedRing
+from effdet_video.engine.infeed import InfeedRing, SaturationMeter
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.ops.depthwise import QUICK_START_BATCH
@@ -26,13 +29,14 @@ from effdet_video.ops.depthwise import QUICK_START_BATCH
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
 IN_FLIGHT = 3
+SATURATED_RUN = 16
 AUTOTUNE_MIN_BATCH = 8
 
 
 class CudaEngine(Engine):
     def __init__(self, spec: EngineSpec, device: str = "cuda", compiler: str = DEFAULT_COMPILER,
                  capture: bool = True, slots: int = IN_FLIGHT) -> None:
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         self.spec = spec
         self.device = device = str(torch.device(device if ":" in device else f"{device}:0"))
         self.config = model_config(spec)
@@ -62,20 +66,21 @@ class CudaEngine(Engine):
         # (CUDA graph or None when not captured, its output tensors); replaced whole by the compiled one
         self._active = self._warm_up_and_capture(capture)
         self.build_info["warm_up_and_capture_s"] = round(time.perf_counter() - warm_up_started, 3)
+        self._upgrade: threading.Thread | None = None
+        self._upgrade_lock = threading.Lock()
+        self._retired: tuple = ()
+        if compile_later is not None:
+            self._upgrade = threading.Thread(target=self._change_to_compiled, args=(compile_later, capture),
+                                             name="effdet-engine-compile", daemon=True)
         self._ring = None
         if spec.nms_mode != "none":  # raw head outputs are megabytes an image: timed on device only
+            meter = SaturationMeter(SATURATED_RUN, self._start_upgrade) if compile_later is not None else None
             self._ring = InfeedRing(
                 [(t.shape, t.dtype) for t in self._static_inputs],
                 [(t.shape, t.dtype) for t in self._active[1]],
-                self._launch, device, slots)
+                self._launch, device, slots, meter)
         self.build_info["captured"] = self._active[0] is not None
-        self.build_info["build_s"] = round(time.perf_counter() - started, 3)
-        self._upgrade: threading.Thread | None = None
-        self._retired: tuple = ()
-        if compile_later is not None:
-            self._upgrade = threading.Thread(target=self._change_to_compiled, args=(compile_later, capture, started),
-                                             name="effdet-engine-compile", daemon=True)
-            self._upgrade.start()
+        self.build_info["build_s"] = round(time.perf_counter() - self._started, 3)
 
     def _run(self) -> tuple[torch.Tensor, ...]:
         outputs = self._runner(*self._static_inputs)
@@ -100,7 +105,7 @@ class CudaEngine(Engine):
             outputs = self._run()
         return graph, outputs
 
-    def _change_to_compiled(self, compile_network, capture: bool, started: float) -> None:
+    def _change_to_compiled(self, compile_network, capture: bool) -> None:
         """The quick start's background thread: load the compiled network, warm up and capture it, and make
         it the graph of the next batch. The eager graph keeps running meanwhile (its replays read the
         same static inputs; the warm-up's reads of them while a launch writes them only give throw-away
@@ -111,13 +116,25 @@ class CudaEngine(Engine):
             compiled = self._warm_up_and_capture(capture)
             # the eager graph stays alive until close(): a batch launched on it may still be copying out
             self._retired, self._active = self._active, compiled
-            self.build_info.update(compiler="inductor", compiled_after_s=round(time.perf_counter() - started, 3))
+            self.build_info.update(compiler="inductor", compiled_after_s=round(time.perf_counter() - self._started, 3))
         except Exception as error:  # noqa: BLE001 - the eager graph is a working engine
             self.build_info.update(compile_error=cache.compile_failure(error))
 
+    def _start_upgrade(self) -> None:
+        with self._upgrade_lock:
+            if self._upgrade is not None and self._upgrade.ident is None:
+                self.build_info["compile_started_s"] = round(time.perf_counter() - self._started, 3)
+                self._upgrade.start()
+
     def settle(self) -> None:
-        """Wait until the engine runs its final graph (benchmarks time that one)."""
-        if self._upgrade is not None:
+        """Change to the final graph now and wait until it runs (benchmarks time that one)."""
+        self._start_upgrade()
+        self._join_upgrade()
+
+    def _join_upgrade(self) -> None:
+        with self._upgrade_lock:
+            started = self._upgrade is not None and self._upgrade.ident is not None
+        if started:
             self._upgrade.join()
 
     def _launch(self, device_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -158,7 +175,7 @@ class CudaEngine(Engine):
         return DetectionBatch(detections.float().numpy().copy(), num_valid.int().numpy().copy(), count)
 
     def close(self) -> None:
-        self.settle()
+        self._join_upgrade()
         if self._ring is not None:
             self._ring.drain()
         self._active = self._retired = (None, ())

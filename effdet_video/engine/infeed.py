@@ -59,14 +59,32 @@ class SlotDetections(PendingDetections):
         return self._result
 
 
+class SaturationMeter:
+    """Says once, on the `run`-th submission in a row that had to wait for the GPU, that the GPU is what
+    bounds the caller. A wait now and then (a burst of frames, a stall of the consumer) resets it."""
+
+    def __init__(self, run: int, on_saturated: Callable[[], None]) -> None:
+        self._run = run
+        self._waits = 0
+        self._on_saturated: Callable[[], None] | None = on_saturated
+
+    def record(self, waited: bool) -> None:
+        self._waits = self._waits + 1 if waited else 0
+        if self._waits >= self._run and self._on_saturated is not None:
+            self._on_saturated, call = None, self._on_saturated
+            call()
+
+
 class InfeedRing:
     """`slots` batches in flight through `launch` (which runs on the compute stream and returns the
-    graph's output tensors, valid until its next call)."""
+    graph's output tensors, valid until its next call); `meter` hears, per submission, whether its slot
+    was still busy on the GPU."""
 
     def __init__(self, input_specs: Sequence[TensorSpec], output_specs: Sequence[TensorSpec],
                  launch: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]],
-                 device: torch.device | str, slots: int = 3) -> None:
+                 device: torch.device | str, slots: int = 3, meter: SaturationMeter | None = None) -> None:
         self._launch = launch
+        self._meter = meter
         self._device = device
         self._copy_stream = torch.cuda.Stream(device)
         self._compute_stream = torch.cuda.Stream(device)
@@ -84,6 +102,8 @@ class InfeedRing:
         slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
         if slot.pending is not None:
+            if self._meter is not None:
+                self._meter.record(not slot.pending.done())
             slot.pending.result()  # frees the slot: its outputs are copied out before reuse
         for pinned, array in zip(slot.host_inputs, arrays):
             source = torch.from_numpy(np.ascontiguousarray(array))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from effdet_video.errors import UserError
-from effdet_video.stages.video_sink import DEFAULT_CODECS
+from effdet_video.stages.encoding import DEFAULT_CODECS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
                     ".wmv", ".mpg", ".mpeg", ".3gp")

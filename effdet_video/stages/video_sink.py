@@ -1,4 +1,5 @@
-"""Encoding the annotated frames with PyAV and muxing the input's audio back in, untouched.
+"""The annotated video file: frames converted for the encoder here (annotate pool), encoded and muxed
+with the input's audio, untouched, by a child process (encode_process.py, which says why).
 
 Timing is copied, not re-derived: the output stream uses the input's time base and every frame keeps
 its pts and duration, so variable frame rate survives. The size is kept exactly (odd sizes switch to
@@ -6,70 +7,46 @@ its pts and duration, so variable frame rate survives. The size is kept exactly 
 """
 from __future__ import annotations
 
+import multiprocessing
+import queue
+import shutil
+import threading
 from fractions import Fraction
+from multiprocessing import shared_memory
 from pathlib import Path
-from typing import Iterator
 
-import av
-import cv2
 import numpy as np
 
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages import encode_process
 from effdet_video.stages.base import FrameSink
+from effdet_video.stages.encoding import (default_codec, encoder_options, encoder_pixel_format, rgb_to_transfer,
+                                          transfer_shape)
 from effdet_video.stages.output_file import PartialFile
 from effdet_video.stages.prepare import to_coded_orientation
-from effdet_video.stages.source import VideoInfo, open_container
+from effdet_video.stages.source import VideoInfo
 
-DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
-                  ".webm": "libvpx-vp9"}
-QUALITY_CODECS = ("libx264", "libx265")  # codecs that take --crf and --preset
-
-
-def default_codec(output: Path) -> str:
-    codec = DEFAULT_CODECS.get(output.suffix.lower())
-    if codec is None:
-        raise UserError(f"{output}: unsupported output extension {output.suffix!r} "
-                        f"(use one of {', '.join(DEFAULT_CODECS)})")
-    return codec
+# Frames handed over at once: the child copies each out as soon as it reads it, so a few suffice.
+SLOTS = 4
+# How long the child may take to open the output, and to finish it once the last frame is sent
+# (x264 still has its lookahead to encode). Beyond that it is taken for hung.
+OPEN_TIMEOUT_S = 60.0
+FINISH_TIMEOUT_S = 300.0
+_FAILED = -1  # on the free-slot queue: the child stopped; its error is in `_error`
+SHARED_MEMORY_DIR = "/dev/shm"
 
 
-def encoder_pixel_format(codec: str, width: int, height: int) -> str:
-    """yuv420p where possible (plays everywhere); yuv444p for odd sizes, which 4:2:0 cannot store."""
-    formats = {f.name for f in (av.Codec(codec, "w").video_formats or ())}
-    for candidate in ("yuv420p", "yuv444p") if width % 2 == 0 and height % 2 == 0 else ("yuv444p",):
-        if candidate in formats:
-            return candidate
-    raise UserError(f"codec {codec} cannot store a {width}x{height} video without resizing; "
-                    "use libx264 (the default for .mp4/.mkv/.mov)")
-
-
-def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
-    if codec in QUALITY_CODECS:
-        return {"crf": str(crf), "preset": preset}
-    if codec == "libvpx-vp9":
-        return {"crf": str(crf), "b": "0", "row-mt": "1"}
-    return {}
-
-
-def rgb_to_picture(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-    """RGB uint8 [H, W, 3] -> a PyAV frame in `pix_fmt`. For yuv420p OpenCV converts (BT.601 limited
-    range, like swscale's default) about 8x faster than PyAV's rgb24 import plus swscale at 1080p."""
-    if pix_fmt == "yuv420p":
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
-    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
-
-
-def packet_seconds(packet: av.Packet) -> float:
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    return float(stamp * packet.time_base) if stamp is not None else 0.0
-
-
-def use_all_cores(stream: av.video.stream.VideoStream) -> None:
-    """Let the encoder use every core, as the ffmpeg command does ("threads auto"): FFmpeg's own default
-    for a codec context, which PyAV keeps, is one thread (libx264 at 1080p then encodes ~50 fps)."""
-    stream.codec_context.thread_count = 0
-    stream.codec_context.thread_type = "FRAME"
+def _check_shared_memory(size: int) -> None:
+    """A full /dev/shm turns a write into the shared slots into SIGBUS: refuse up front instead (a
+    container's default is 64 MB, which 4K frames in RGB exceed)."""
+    try:
+        free = shutil.disk_usage(SHARED_MEMORY_DIR).free
+    except OSError:  # no such folder: not Linux's shared memory, nothing to check
+        return
+    if free < size:
+        raise UserError(f"{SHARED_MEMORY_DIR} has {free >> 20} MiB free and the video encoder needs "
+                        f"{-(-size >> 20)} MiB ({SLOTS} frames); enlarge it (e.g. docker run --shm-size=1g)")
 
 
 class VideoFileSink(FrameSink):
@@ -80,96 +57,117 @@ class VideoFileSink(FrameSink):
     def __init__(self, output: Path, info: VideoInfo, codec: str | None = None, crf: int = 20,
                  preset: str = "veryfast", audio: bool = True) -> None:
         self.info = info
+        self.output = output
+        codec = codec or default_codec(output)
+        self._pix_fmt = encoder_pixel_format(codec, info.width, info.height)
         self._file = PartialFile(output)
-        self._audio_input: av.container.InputContainer | None = None
+        shape = transfer_shape(self._pix_fmt, info.width, info.height)
+        size = SLOTS * int(np.prod(shape))
+        _check_shared_memory(size)
+        self._memory = shared_memory.SharedMemory(create=True, size=size)
+        self._slots = np.ndarray((SLOTS, *shape), dtype=np.uint8, buffer=self._memory.buf)
+        self._free: queue.Queue[int] = queue.Queue()
+        for slot in range(SLOTS):
+            self._free.put(slot)
+        self._error: str | None = None
+        self._ready, self._done = threading.Event(), threading.Event()
+        job = encode_process.EncodeJob(
+            temporary=str(self._file.temporary), codec=codec,
+            options=encoder_options(codec, crf, preset), pix_fmt=self._pix_fmt, width=info.width,
+            height=info.height, rate=info.rate or Fraction(30), time_base=info.time_base,
+            rotation=info.rotation, audio_from=str(info.path) if audio else None, memory=self._memory.name,
+            slots=SLOTS, slot_shape=shape)
+        context = multiprocessing.get_context("spawn")  # the parent has CUDA and threads: no fork
+        child_frames, self._frames = context.Pipe(duplex=False)
+        self._events, child_events = context.Pipe(duplex=False)
+        self._process = context.Process(target=encode_process.serve, args=(job, child_frames, child_events),
+                                        name="effdet-encoder", daemon=True)
         try:
-            self._output = av.open(str(self._file.temporary), mode="w")
-        except (av.error.FFmpegError, ValueError) as error:
-            raise UserError(f"{output}: cannot write this kind of file ({error})") from None
-        try:
-            self._video = self._add_video_stream(codec or default_codec(output), crf, preset)
-            self._audio = self._add_audio_streams() if audio else iter(())
-            self._pending_audio = next(self._audio, None)
-            self._output.start_encoding()
-        except (av.error.FFmpegError, ValueError) as error:
-            self.abort()
-            raise UserError(f"{output}: cannot write the output ({error}); for an audio codec this "
-                            "container cannot hold, use --no-audio or another extension") from None
+            self._process.start()
         except BaseException:
-            self.abort()
+            self._release()
             raise
+        child_frames.close()  # ours closed, the child's ends see EOF when the other side goes
+        child_events.close()
+        self._listener = threading.Thread(target=self._listen, name="effdet-encoder-events", daemon=True)
+        self._listener.start()
+        self._ready.wait(OPEN_TIMEOUT_S)
+        if self._error is not None or not self._ready.is_set():
+            self.abort()
+            raise self._failure()
 
-    def _add_video_stream(self, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
-        info = self.info
+    def _listen(self) -> None:
+        """The child's events: free slots back to the queue; readiness, completion and failure flagged."""
         try:
-            stream = self._output.add_stream(codec, rate=info.rate or Fraction(30),
-                                             options=encoder_options(codec, crf, preset))
-        except (av.error.FFmpegError, ValueError) as error:
-            raise UserError(f"video codec {codec!r} is not available ({error})") from None
-        stream.width, stream.height = info.width, info.height
-        stream.pix_fmt = encoder_pixel_format(codec, info.width, info.height)
-        use_all_cores(stream)
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
-        if info.rotation:
-            stream.set_display_rotation(info.rotation)
-        return stream
+            while True:
+                kind, *rest = self._events.recv()
+                if kind == "free":
+                    self._free.put(rest[0])
+                elif kind == "ready":
+                    self._ready.set()
+                elif kind == "done":
+                    break
+                else:
+                    self._error = rest[0]
+                    break
+        except (EOFError, OSError):
+            self._process.join(1.0)
+            self._error = self._error or f"the encoder process stopped (exit code {self._process.exitcode})"
+        self._done.set()
+        self._ready.set()
+        self._free.put(_FAILED)
 
-    def _add_audio_streams(self) -> Iterator[av.Packet]:
-        """Output audio streams made from the input's (same codec, parameters and time base) and the
-        input's audio packets, read through a second handle on the input file so that audio needs no
-        buffering between the decode and the sink thread."""
-        self._audio_input = open_container(self.info.path)
-        inputs = list(self._audio_input.streams.audio)
-        if not inputs:
-            return iter(())
-        targets = {s.index: self._output.add_stream_from_template(s) for s in inputs}
-        return self._remapped(self._audio_input.demux(inputs), targets)
-
-    @staticmethod
-    def _remapped(packets: Iterator[av.Packet], targets: dict[int, av.stream.Stream]) -> Iterator[av.Packet]:
-        for packet in packets:
-            if packet.size == 0:  # the demuxer's end-of-stream marker, not data
-                continue
-            packet.stream = targets[packet.stream.index]
-            yield packet
+    def _failure(self) -> UserError:
+        return UserError(f"{self.output}: {self._error or 'the encoder process did not answer'}")
 
     def render(self, record: FrameRecord) -> None:
-        """Back to the coded orientation and to the encoder's pixel format (parallel, annotate pool)."""
+        """Back to the coded orientation and to the encoder's layout (parallel, annotate pool)."""
         image = np.ascontiguousarray(to_coded_orientation(record.image, record.rotation))
-        record.encoded["video"] = rgb_to_picture(image, self._video.pix_fmt)
+        record.encoded["video"] = rgb_to_transfer(image, self._pix_fmt)
 
     def write(self, record: FrameRecord) -> None:
-        picture = record.encoded.pop("video")
-        picture.pts = record.pts
-        picture.time_base = record.time_base
-        picture.duration = record.duration
-        self._mux_video(self._video.encode(picture))
+        pixels = record.encoded.pop("video")
+        slot = self._free.get()
+        if slot == _FAILED:
+            self._free.put(_FAILED)
+            raise self._failure()
+        np.copyto(self._slots[slot], pixels)
+        self._send((slot, record.pts, record.time_base, record.duration))
 
-    def _mux_video(self, packets: list[av.Packet]) -> None:
-        for packet in packets:
-            self._mux_audio_until(packet_seconds(packet))
-            self._output.mux(packet)
-
-    def _mux_audio_until(self, seconds: float) -> None:
-        while self._pending_audio is not None and packet_seconds(self._pending_audio) <= seconds:
-            self._output.mux(self._pending_audio)
-            self._pending_audio = next(self._audio, None)
+    def _send(self, message: tuple | None) -> None:
+        try:
+            self._frames.send(message)
+        except OSError:  # the child is gone: its listener is about to say why
+            self._done.wait(5.0)
+            raise self._failure() from None
 
     def finish(self) -> None:
-        self._mux_video(self._video.encode(None))
-        self._mux_audio_until(float("inf"))
-        self._close()
+        self._send(None)
+        self._done.wait(FINISH_TIMEOUT_S)
+        self._process.join(5.0)
+        if self._error is not None or not self._done.is_set() or self._process.exitcode != 0:
+            self.abort()
+            raise self._failure()
+        self._release()
         self._file.commit()
 
-    def _close(self) -> None:
-        for container in (self._output, self._audio_input):
-            if container is not None:
-                container.close()
-
     def abort(self) -> None:
-        try:
-            self._close()
-        except Exception:  # noqa: BLE001 - the file is removed anyway; the first error is what matters
-            pass
+        """Stop the child (closing the frames pipe ends its loop; it removes its file) and the file."""
+        self._frames.close()
+        self._process.join(5.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._release()
         self._file.discard()
+
+    def _release(self) -> None:
+        self._slots = None
+        try:
+            self._memory.close()
+        except BufferError:  # a writer thread left behind by a stop still holds a view: unlinked anyway
+            pass
+        try:
+            self._memory.unlink()
+        except FileNotFoundError:  # released already (abort after finish, or twice)
+            pass

@@ -1,0 +1,90 @@
+"""The video file writer's encoder process (stages/encode_process.py): what the user gets when it or its
+parent dies mid-run - one line, and no file left behind."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from effdet_video.errors import UserError
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.source import VideoFileSource
+from effdet_video.stages.video_sink import VideoFileSink
+from pipeline_clips import make_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _record(index: int, width: int = 64, height: int = 48) -> FrameRecord:
+    image = np.full((height, width, 3), (index * 20) % 256, np.uint8)
+    return FrameRecord(index=index, pts=index, time_base=Fraction(1, 10), duration=1, image=image)
+
+
+def _write(sink: VideoFileSink, count: int) -> None:
+    for index in range(count):
+        record = _record(index)
+        sink.render(record)
+        sink.write(record)
+
+
+def test_a_dead_encoder_is_one_user_error_and_no_file(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", 4)
+    out = tmp_path / "out" / "annotated.mp4"
+    out.parent.mkdir()
+    source = VideoFileSource(clip)
+    sink = VideoFileSink(out, source.info, preset="ultrafast")
+    _write(sink, 3)
+    os.kill(sink._process.pid, signal.SIGKILL)
+    with pytest.raises(UserError, match=r"annotated\.mp4: the encoder process stopped \(exit code -9\)"):
+        _write(sink, 20)
+        sink.finish()
+    sink.abort()
+    source.close()
+    assert list(out.parent.iterdir()) == []
+
+
+# A parent that writes a few frames and then dies without a word (as under SIGKILL or the OOM killer).
+DYING_PARENT = """
+import os, signal, sys
+from pathlib import Path
+from effdet_video.stages.source import VideoFileSource
+from effdet_video.stages.video_sink import VideoFileSink
+from test_video_sink import _write
+sink = VideoFileSink(Path(sys.argv[2]), VideoFileSource(Path(sys.argv[1])).info, preset="ultrafast")
+_write(sink, 5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_parent_leaves_no_partial_file(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", 4)
+    out = tmp_path / "out" / "annotated.mp4"
+    out.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    died = subprocess.run([sys.executable, "-c", DYING_PARENT, str(clip), str(out)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    deadline = time.monotonic() + 10
+    while list(out.parent.iterdir()) and time.monotonic() < deadline:  # the orphaned child cleans up
+        time.sleep(0.05)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_too_little_shared_memory_is_a_user_error_before_anything_starts(tmp_path, monkeypatch):
+    import shutil
+
+    from effdet_video.stages import video_sink
+
+    clip = make_clip(tmp_path / "in.mp4", 2)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(video_sink.shutil, "disk_usage", lambda path: usage._replace(free=100))
+    with pytest.raises(UserError, match=r"/dev/shm has 0 MiB free and the video encoder needs 1 MiB \(4 frames\)"):
+        VideoFileSink(tmp_path / "out.mp4", VideoFileSource(clip).info)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
