@@ -231,6 +231,9 @@ def test_usage_errors(small_clip, tmp_path, capsys, engines):
     assert code == 2 and "needs --jsonl and/or --coco" in err
     code, err = run_cli(capsys, small_clip, "-o", tmp_path / "o.gif")
     assert code == 2 and "unsupported output extension" in err and list(tmp_path.iterdir()) == []
+    code, err = run_cli(capsys, small_clip, "-o", tmp_path / "o.mp4", "--codec", "no-such-codec")
+    assert code == 2 and err.splitlines() == ["error: video codec 'no-such-codec' is not available (no-such-codec)"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_commands_are_registered_lazily(monkeypatch):

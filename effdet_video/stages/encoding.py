@@ -25,8 +25,13 @@ def default_codec(output: Path) -> str:
 
 
 def encoder_pixel_format(codec: str, width: int, height: int) -> str:
-    """yuv420p where possible (plays everywhere); yuv444p for odd sizes, which 4:2:0 cannot store."""
-    formats = {f.name for f in (av.Codec(codec, "w").video_formats or ())}
+    """yuv420p where possible (plays everywhere); yuv444p for odd sizes, which 4:2:0 cannot store. The
+    first look at `codec`: one that FFmpeg cannot encode with is the user's error here."""
+    try:
+        encoder = av.Codec(codec, "w")
+    except ValueError as error:  # PyAV's UnknownCodecError
+        raise UserError(f"video codec {codec!r} is not available ({error})") from None
+    formats = {f.name for f in (encoder.video_formats or ())}
     for candidate in ("yuv420p", "yuv444p") if width % 2 == 0 and height % 2 == 0 else ("yuv444p",):
         if candidate in formats:
             return candidate
