@@ -28,9 +28,9 @@ from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSource
 from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.stages.encoding import use_all_cores
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.encoding import use_all_cores
 from effdet_video.stages.video_sink import VideoFileSink
 
 PRESET = "veryfast"

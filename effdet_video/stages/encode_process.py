@@ -99,10 +99,6 @@ class _OutputFile:
             packet.stream = targets[packet.stream.index]
             yield packet
 
-    @property
-    def pix_fmt(self) -> str:
-        return self._video.pix_fmt
-
     def write(self, picture: av.VideoFrame) -> None:
         self._mux_video(self._video.encode(picture))
 
@@ -175,7 +171,7 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
     try:
         while (message := frames.recv()) is not None:
             slot, pts, time_base, duration = message
-            picture = transfer_to_picture(slots[slot], output.pix_fmt)
+            picture = transfer_to_picture(slots[slot], job.pix_fmt)
             _say(events, "free", slot)
             picture.pts, picture.time_base, picture.duration = pts, time_base, duration
             output.write(picture)

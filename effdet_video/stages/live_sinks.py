@@ -15,10 +15,10 @@ from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.pipeline.live_latency import LatencyRecorder
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import frame_object
+from effdet_video.stages.encoding import encoder_pixel_format, rgb_to_picture
 from effdet_video.stages.live_source import LIVE_TIME_BASE, LiveSource
 from effdet_video.stages.prepare import to_coded_orientation
 from effdet_video.stages.source import VideoInfo
-from effdet_video.stages.encoding import encoder_pixel_format, rgb_to_picture
 
 STREAM_FORMATS = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp", "rtsps": "rtsp", "udp": "mpegts",
                   "tcp": "mpegts", "srt": "mpegts", "http": "mpegts", "https": "mpegts", "rtp": "rtp_mpegts"}
