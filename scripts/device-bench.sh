@@ -105,6 +105,11 @@ for s in "$@"; do
       done;;
     enc)  # libx264 veryfast encode-only ceiling: thread counts, chunked encoding in N processes (scripts/probe_enc.py)
       step enc 240 python3 scripts/probe_enc.py "$CLIP" 600; cat /tmp/devlogs/enc.out;;
+    cpuvideo)  # a CPU-only machine: the GPU hidden, annotated against detections only (720p clip)
+      CUDA_VISIBLE_DEVICES= step cpuvideo 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers --no-startup \
+        --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --json "$OUT/cpuvideo.json";;
+    yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
+              tail -8 /tmp/devlogs/yuvtests.out;;
     summary) python3 scripts/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -11,7 +11,7 @@ from tests.pipeline_clips import make_clip
 FRAMES = 12
 
 
-def test_bench_video_runs_all_four_pipelines_over_every_frame(tmp_path):
+def test_bench_video_runs_all_five_pipelines_over_every_frame(tmp_path):
     clip = make_clip(tmp_path / "tiny.mp4", width=96, height=64, frames=FRAMES)
     report = tmp_path / "bench.json"
     result = CliRunner().invoke(bench_command, [
@@ -26,7 +26,7 @@ def test_bench_video_runs_all_four_pipelines_over_every_frame(tmp_path):
         assert row["engine"] == "CpuEngine" and row["img_s"] > 0
         assert row["latency"]["p50_ms"] <= row["latency"]["p99_ms"]
     video = data["video"]
-    for run in ("ours", "ours_no_video", "transcode", "naive"):
+    for run in ("ours", "ours_no_video", "transcode", "encode_only", "naive"):
         assert video[run]["frames"] == FRAMES, run
         assert video[run]["fps"] > 0
     assert video["naive"]["detector"].startswith("effdet-video engine")  # no GPU here: our engine, batch 1
@@ -35,6 +35,7 @@ def test_bench_video_runs_all_four_pipelines_over_every_frame(tmp_path):
     assert stage_names == ["decode", "prepare", "infer", "annotate", "write"]
     assert video["ours"]["bound_by"] in stage_names
     assert video["ratios"]["e2e_vs_naive"] == round(video["ours"]["fps"] / video["naive"]["fps"], 3)
+    assert video["ratios"]["e2e_vs_encode_only"] == round(video["ours"]["fps"] / video["encode_only"]["fps"], 3)
 
 
 def test_bench_video_frame_limit(tmp_path):

@@ -91,11 +91,10 @@ def test_auto_falls_back_to_the_cpu_and_probes_each_gpu_once(media: Path, probes
     assert probes == [0, 1]  # a thousand inputs do not retry a GPU without NVDEC
 
 
-def test_auto_keeps_frames_on_the_gpu_only_where_no_video_is_encoded(probes: list[int]) -> None:
+def test_auto_keeps_frames_on_the_gpu_where_the_engine_is(probes: list[int]) -> None:
     """Choosing costs no probe: a GPU without NVDEC is found out when the first input is opened."""
-    assert video_opener("auto", ["cuda:1"], encodes_video=False).frames_on_gpu
-    assert not video_opener("auto", ["cuda:1"], encodes_video=True).frames_on_gpu
-    assert video_opener("auto", ["cpu"], encodes_video=False).decoder == "cpu"
+    assert video_opener("auto", ["cuda:1"]).frames_on_gpu
+    assert video_opener("auto", ["cpu"]).decoder == "cpu"
     assert probes == []
 
 
@@ -227,11 +226,8 @@ def test_frames_kept_on_the_gpu_are_letterboxed_there_like_cpu_decoded_ones(medi
 @pytest.mark.gpu
 def test_auto_on_a_cuda_engine_decodes_on_nvdec(media: Path) -> None:
     source = single_video_opener({"decoder": "auto", "device": "cuda"})(media / CLIP)
-    assert (source.decoder_used, source.frames_on_gpu) == ("nvdec", False)
+    assert (source.decoder_used, source.frames_on_gpu) == ("nvdec", True)
     assert len(decoded(source)) == 90
-    detections_only = single_video_opener({"decoder": "auto", "device": "cuda"}, encodes_video=False)(media / CLIP)
-    assert (detections_only.decoder_used, detections_only.frames_on_gpu) == ("nvdec", True)
-    assert len(decoded(detections_only)) == 90
 
 
 @pytest.mark.gpu
@@ -242,3 +238,26 @@ def test_run_with_nvdec_writes_every_frame(media: Path, tmp_path: Path, capsys, 
     assert code == 0, err
     before, after = probe(media / CLIP), probe(output)
     assert after.frames == before.frames == 90 and after.pts == before.pts
+
+
+@pytest.mark.gpu
+def test_boxes_drawn_on_gpu_frames_are_the_boxes_drawn_on_the_host(media: Path, tmp_path: Path) -> None:
+    """The same detections on NVDEC's frames in GPU memory (drawn there, encoded as nv12) and on the CPU
+    decoder's frames (drawn on the host, encoded as yuv420p): the same decoded video."""
+    from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+    from effdet_video.stages.video_sink import VideoFileSink
+
+    outputs = {}
+    for decoder in ("nvdec", "cpu"):
+        source = VideoFileSource(media / CLIP, decoder=decoder, frames_on_gpu=True)
+        assert source.frames_on_gpu == (decoder == "nvdec")
+        outputs[decoder] = tmp_path / f"{decoder}.mp4"
+        sink = VideoFileSink(outputs[decoder], source.info, preset="ultrafast", crf=0)
+        run_pipeline(source, FakeEngine(batch_size=4, image_size=(64, 64)), [sink], PipelineOptions())
+        source.close()
+    frames = {}
+    for decoder, path in outputs.items():
+        with av.open(str(path)) as container:
+            frames[decoder] = [frame.to_ndarray().astype(int) for frame in container.decode(video=0)]
+    assert len(frames["nvdec"]) == len(frames["cpu"]) == 90
+    assert max(np.abs(a - b).max() for a, b in zip(frames["nvdec"], frames["cpu"])) <= 2

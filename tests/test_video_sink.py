@@ -10,6 +10,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -23,8 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _record(index: int, width: int = 64, height: int = 48) -> FrameRecord:
-    image = np.full((height, width, 3), (index * 20) % 256, np.uint8)
-    return FrameRecord(index=index, pts=index, time_base=Fraction(1, 10), duration=1, image=image)
+    picture = av.VideoFrame.from_ndarray(np.full((height * 3 // 2, width), (index * 20) % 256, np.uint8),
+                                         format="yuv420p")
+    return FrameRecord(index=index, pts=index, time_base=Fraction(1, 10), duration=1, canvas=picture,
+                       detections=np.zeros((0, 6), np.float32))
 
 
 def _write(sink: VideoFileSink, count: int) -> None:
@@ -80,11 +83,11 @@ def test_a_killed_parent_leaves_no_partial_file(tmp_path):
 def test_too_little_shared_memory_is_a_user_error_before_anything_starts(tmp_path, monkeypatch):
     import shutil
 
-    from effdet_video.stages import video_sink
+    from effdet_video.stages import encoder_slots
 
     clip = make_clip(tmp_path / "in.mp4", 2)
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(video_sink.shutil, "disk_usage", lambda path: usage._replace(free=100))
-    with pytest.raises(UserError, match=r"/dev/shm has 0 MiB free and the video encoder needs 1 MiB \(4 frames\)"):
+    monkeypatch.setattr(encoder_slots.shutil, "disk_usage", lambda path: usage._replace(free=100))
+    with pytest.raises(UserError, match=r"/dev/shm has 0 MiB free and the video encoder needs 1 MiB \(2 frames and "):
         VideoFileSink(tmp_path / "out.mp4", VideoFileSource(clip).info)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -2,7 +2,9 @@
 
   ours:            the streaming pipeline writing an annotated video (what `effdet-video IN -o OUT` does);
   ours_no_video:   the same with detections only (JSON Lines);
-  transcode:       a sequential PyAV decode -> libx264 (same preset) loop with no model: the I/O ceiling;
+  transcode:       a sequential PyAV decode -> libx264 (same settings) loop with no model;
+  encode_only:     libx264 (same settings) alone, on frames decoded into memory beforehand: the encoder's
+                   ceiling on this machine, which an annotated copy cannot pass;
   naive:           one frame at a time: decode -> detector -> draw -> encode, no overlap, no batching
                    (rwightman's effdet under fp16 autocast when it is installed, else our engine at batch 1).
 """
@@ -106,6 +108,10 @@ def transcode(path: Path, limit: int | None, folder: Path) -> int:
     return _write_all(folder / "transcode.mp4", _pictures(path, limit))
 
 
+def encode_only(pictures: list[av.VideoFrame], folder: Path) -> int:
+    return _write_all(folder / "encode_only.mp4", pictures)
+
+
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """rows (x0, y0, x1, y1, score, class) of one RGB frame, computed alone."""
     try:
@@ -150,9 +156,9 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
 
 
 def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
-                opener_for: Callable[[bool], SourceOpener] = lambda video: VideoFileSource) -> dict:
-    """The four runs on `path` and their ratios (fps); `opener_for(writes_video)` opens the input of our
-    pipeline's runs (its decoder choice), the peers decode on the CPU."""
+                open_source: SourceOpener = VideoFileSource) -> dict:
+    """The five runs on `path` and their ratios (fps); `open_source` opens the input of our pipeline's
+    runs (its decoder choice), the peers decode on the CPU."""
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
@@ -161,7 +167,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
 
         def run_ours(video: bool) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                frames, stats[video] = ours(path, limit, folder, spec, video, opener_for(video))
+                frames, stats[video] = ours(path, limit, folder, spec, video, open_source)
                 return frames
             return run
 
@@ -172,6 +178,9 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
                            "decoder": run_stats["decoder"]}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
+        pictures = list(_pictures(path, limit))
+        result["encode_only"] = _timed(lambda f: encode_only(pictures, f), folder)
+        del pictures
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
     for key in ("ours", "ours_no_video"):
@@ -180,6 +189,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
     result["ratios"] = {
         "e2e_vs_naive": ratio(result["ours"]["fps"], result["naive"]["fps"]),
         "e2e_vs_transcode": ratio(result["ours"]["fps"], result["transcode"]["fps"]),
+        "e2e_vs_encode_only": ratio(result["ours"]["fps"], result["encode_only"]["fps"]),
         "no_video_vs_naive": ratio(result["ours_no_video"]["fps"], result["naive"]["fps"]),
     }
     return result

@@ -130,7 +130,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
-    open_source = video_opener(options["decoder"], devices, encodes_video="video" in kinds)
+    open_source = video_opener(options["decoder"], devices)
     options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
     spec = engine_spec({**options, "device": devices[0]})
     jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))

@@ -120,8 +120,7 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
                           batch_size=default_batch_size(resolved), device=resolved,
                           precision=_csv(precisions)[0], image_size=square)
-        result["video"] = bench_video(video_path, spec, frames,
-                                      lambda writes_video: video_opener(decoder, [resolved], writes_video))
+        result["video"] = bench_video(video_path, spec, frames, video_opener(decoder, [resolved]))
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
     result["ratios"] = _ratios(result["engines"], result["peers"])
     text = json.dumps(result, indent=1)

@@ -80,17 +80,14 @@ decoder_option = click.option(
          "decoders), auto (NVDEC when the engine runs on a GPU whose NVDEC decodes the input, else the CPU).")
 
 
-def video_opener(decoder: str, devices: Sequence[str], encodes_video: bool = True) -> VideoOpener:
+def video_opener(decoder: str, devices: Sequence[str]) -> VideoOpener:
     """The source opener for --decoder and the engines' resolved `devices`. NVDEC decodes on the engines'
     own GPUs, round robin over them, and never when the engines run on the CPU: there 'auto' means the CPU
     and 'nvdec' is an error. 'nvdec' on a GPU without NVDEC fails here, before any input is opened.
 
-    'auto' takes NVDEC wherever the engines run on a GPU (measured on an H200 machine, 16 cores, the
-    1080p clip): where the run encodes video, NVDEC leaves libx264 the cores (4.3 ms of CPU time per frame
-    against 15.7 ms); detections only, its frames stay on the GPU and are letterboxed there, so that 16
-    streams reach 942 fps against 422 with CPU decoding (one stream: 565 against 546 in `bench --video`,
-    365 against 437 in a one-file `batch`, where opening the decoder weighs more).
-    `encodes_video`: whether full-size frames must come to the host (else they stay on the GPU)."""
+    'auto' takes NVDEC wherever the engines run on a GPU: its frames stay in GPU memory, are letterboxed
+    there and, where video is written, drawn on there, so that the cores are left to the encoder (and,
+    detections only, to many streams at once; docs/performance.md has the figures)."""
     gpu_ids = [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
     if decoder == "cpu" or (decoder == "auto" and not gpu_ids):
         return VideoOpener("cpu")
@@ -101,10 +98,10 @@ def video_opener(decoder: str, devices: Sequence[str], encodes_video: bool = Tru
         for gpu_id in gpu_ids:
             if problem := nvdec_problem(gpu_id):
                 raise UserError(f"--decoder nvdec: {problem} (use --decoder cpu or auto)")
-    return VideoOpener(decoder, gpu_ids, frames_on_gpu=not encodes_video)
+    return VideoOpener(decoder, gpu_ids, frames_on_gpu=True)
 
 
-def single_video_opener(options: dict[str, Any], encodes_video: bool = True) -> VideoOpener:
+def single_video_opener(options: dict[str, Any]) -> VideoOpener:
     """`video_opener` for a command with one engine (--device, --decoder). The device is resolved (which
     imports torch) only where NVDEC may decode, so that `--device cpu` and `--decoder cpu` do not wait for it."""
     device = options["device"]
@@ -112,7 +109,7 @@ def single_video_opener(options: dict[str, Any], encodes_video: bool = True) -> 
         from effdet_video.engine import factory  # torch is imported only when the GPU may decode
 
         device = factory.resolve_device(device)
-    return video_opener(options["decoder"], [device], encodes_video)
+    return video_opener(options["decoder"], [device])
 
 
 def default_batch_size(device: str) -> int:

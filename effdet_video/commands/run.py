@@ -46,7 +46,7 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
         for kind, path in outputs.items():
             if kind == "output":
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
-                                           preset=options["preset"], audio=not options["no_audio"]))
+                                           preset=options["preset"], audio=not options["no_audio"], labels=labels))
             elif kind == "jsonl":
                 sinks.append(JsonLinesSink(path, labels))
             else:
@@ -84,7 +84,7 @@ def report(stats: RunStats, quiet: bool) -> None:
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
     outputs = planned_outputs(input_path, options)
-    source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
+    source = single_video_opener(options)(input_path)
     try:
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 

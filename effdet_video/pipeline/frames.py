@@ -19,6 +19,8 @@ class FrameRecord:
     duration:    frame duration in `time_base` units (0 when unknown).
     rotation:    display rotation in degrees counter-clockwise (PyAV's `VideoFrame.rotation`).
     picture:     the decoded frame (a PyAV VideoFrame) until the prepare stage converts it.
+    canvas:      the decoded frame kept for sinks that draw on it in its own YUV layout (a PyAV
+                 VideoFrame, or stages/canvas.py's GpuFrame for NVDEC's frames in GPU memory).
     image:       RGB uint8 [H, W, 3] in display orientation (rotation applied).
     net_image:   the letterboxed network input, uint8 [H_net, W_net, 3].
     letterbox:   how `image` maps into `net_image`.
@@ -32,6 +34,7 @@ class FrameRecord:
     duration: int = 0
     rotation: int = 0
     picture: Any = None
+    canvas: Any = None
     image: np.ndarray | None = None
     net_image: np.ndarray | None = None
     letterbox: Letterbox | None = None

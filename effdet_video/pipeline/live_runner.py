@@ -63,7 +63,7 @@ def _sinks(outputs: LiveOutputs, info: VideoInfo, labels: dict[int, str] | None)
     if outputs.output and "://" in outputs.output:
         sinks.append(StreamOutputSink(outputs.output, info, outputs.output_format))
     elif outputs.output:
-        sinks.append(KeepOnAbort(VideoFileSink(Path(outputs.output), info, audio=False)))
+        sinks.append(KeepOnAbort(VideoFileSink(Path(outputs.output), info, audio=False, labels=labels)))
     if outputs.jsonl == "-":
         sinks.append(StdoutJsonLinesSink(labels))
     elif outputs.jsonl:

@@ -78,9 +78,9 @@ class _Run:
                  options: PipelineOptions, control: RunControl) -> None:
         self.source, self.engine, self.sinks, self.options, self.control = source, engine, sinks, options, control
         preparers = 1 if source.frames_on_gpu else options.prepare_workers
-        annotators = options.annotate_workers
-        self.preparers = preparers
-        self.prepare_group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1
+        annotators = 1 if source.frames_on_gpu else options.annotate_workers
+        self.preparers, self.annotators = preparers, annotators
+        self.group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1
         self.clocks = {
             "decode": StageClock("decode"),
             "prepare": StageClock("prepare", preparers),
@@ -88,11 +88,12 @@ class _Run:
             "annotate": StageClock("annotate", annotators),
             "write": StageClock("write"),
         }
-        self.decoded: queue.Queue = queue.Queue(maxsize=2 * max(preparers, self.prepare_group))
+        self.decoded: queue.Queue = queue.Queue(maxsize=2 * max(preparers, self.group))
         self.prepared: queue.Queue = queue.Queue(maxsize=engine.batch_size + preparers)
-        self.detected: queue.Queue = queue.Queue(maxsize=2 * annotators)
+        self.detected: queue.Queue = queue.Queue(maxsize=2 * max(annotators, self.group))
         self.annotated: queue.Queue = queue.Queue(maxsize=2 * annotators)
         self.draw = any(sink.needs_image for sink in sinks)
+        self.canvas = any(sink.needs_canvas for sink in sinks)
         self.written = 0
         self.progress = tqdm(total=source.expected_frames, unit="frame", file=sys.stderr, leave=False,
                              disable=not options.progress, dynamic_ncols=True)
@@ -116,14 +117,6 @@ class _Run:
             yield from order.push(item.index, item)
         if len(order):
             raise RuntimeError(f"{len(order)} frames never reached their turn (a frame index is missing)")
-
-    def _pool_worker(self, source_queue: queue.Queue, target: queue.Queue, clock: StageClock,
-                     work: Callable[[FrameRecord], None]) -> None:
-        while (record := self.control.get(source_queue)) is not DONE:
-            with clock.busy():
-                work(record)
-            self.control.put(target, record)
-        self.control.put(target, DONE)
 
     def decode(self) -> None:
         for record in _timed(self.source.frames(), self.clocks["decode"]):
@@ -150,10 +143,10 @@ class _Run:
         size, clock = self.engine.image_size, self.clocks["prepare"]
         done = False
         while not done:
-            records, done = self._take(self.decoded, self.prepare_group)
+            records, done = self._take(self.decoded, self.group)
             if records:
                 with clock.busy(items=len(records)):
-                    prepare_frames(records, size, self.draw)
+                    prepare_frames(records, size, self.draw, self.canvas)
             for record in records:
                 self.control.put(self.prepared, record)
         self.control.put(self.prepared, DONE)
@@ -166,21 +159,31 @@ class _Run:
                 self.control.put(self.detected, done)
         for done in runner.flush():
             self.control.put(self.detected, done)
-        for _ in range(self.options.annotate_workers):
+        for _ in range(self.annotators):
             self.control.put(self.detected, DONE)
 
     def annotate(self) -> None:
-        self._pool_worker(self.detected, self.annotated, self.clocks["annotate"], self._annotate_frame)
-
-    def _annotate_frame(self, record: FrameRecord) -> None:
-        if self.draw:
-            draw_detections(record.image, record.detections, self.options.labels)
-        for sink in self.sinks:
-            sink.render(record)
+        """Draws and renders frames for the sinks; GPU frames a group at a time (drawn on together)."""
+        clock = self.clocks["annotate"]
+        done = False
+        while not done:
+            records, done = self._take(self.detected, self.group)
+            if records:
+                with clock.busy(items=0):
+                    for sink in self.sinks:
+                        sink.render_group(records)
+            for record in records:
+                with clock.busy():
+                    if self.draw:
+                        draw_detections(record.image, record.detections, self.options.labels)
+                    for sink in self.sinks:
+                        sink.render(record)
+                self.control.put(self.annotated, record)
+        self.control.put(self.annotated, DONE)
 
     def write(self) -> None:
         clock = self.clocks["write"]
-        for record in self._ordered(self.annotated, self.options.annotate_workers):
+        for record in self._ordered(self.annotated, self.annotators):
             with clock.busy():
                 for sink in self.sinks:
                     sink.write(record)

@@ -1,15 +1,27 @@
-"""Drawing detections on the original frame with OpenCV: a box and a 'name score' label per detection."""
+"""Drawing detections: a box and a 'name score' label per detection, laid out once (`box_layouts`) and
+drawn two ways with the same pixels and colours:
+
+- `draw_detections`: OpenCV on an RGB frame (the live preview, the naive benchmark peer, the reference
+  the YUV drawing is tested against);
+- `paint_lists`: straight into the decoder's YUV planes, in the coded orientation the encoder takes,
+  colours converted with the input's own matrix and range (ops/colour.py): box edges are plane fills,
+  a label is a patch rendered once per text, colour, size and alignment (cached) and pasted.
+"""
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import functools
-
 import cv2
 import numpy as np
 
 from effdet_video.configs.labels import label_name
+from effdet_video.ops.colour import ColourMatrix
+from effdet_video.ops.paint import PaintList, Patch
 
 _GOLDEN_RATIO = 0.618033988749895
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_TEXT_COLOUR = (0, 0, 0)
 
 
 @functools.cache
@@ -20,20 +32,152 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
     return int(red * 255), int(green * 255), int(blue * 255)
 
 
-def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int, str] | None = None) -> None:
-    """Draw rows (x0, y0, x1, y1, score, class_id) onto the RGB uint8 `image` in place. Line width and
-    text size follow the frame size so labels stay legible from 240p to 4K."""
-    height, width = image.shape[:2]
+@dataclasses.dataclass(frozen=True)
+class BoxLayout:
+    """One detection as drawn, in display pixels: the box corners (inclusive), its line thickness, the
+    label's filled rectangle (inclusive corners) and text with its font scale."""
+
+    colour: tuple[int, int, int]
+    corners: tuple[int, int, int, int]
+    thickness: int
+    text: str
+    font_scale: float
+    label: tuple[int, int, int, int]
+
+
+def box_layouts(detections: np.ndarray, height: int, width: int, labels: dict[int, str] | None = None
+                ) -> list[BoxLayout]:
+    """Rows (x0, y0, x1, y1, score, class_id) on a `height` x `width` display frame. Line width and text
+    size follow the frame size so labels stay legible from 240p to 4K."""
     thickness = max(1, round(min(height, width) / 360))
     font_scale = 0.4 * thickness
+    layouts = []
     for x0, y0, x1, y1, score, class_id in detections:
-        colour = class_colour(int(class_id))
-        top_left = (int(round(x0)), int(round(y0)))
-        cv2.rectangle(image, top_left, (int(round(x1)), int(round(y1))), colour, thickness)
+        left, top = int(round(x0)), int(round(y0))
         text = f"{label_name(int(class_id), labels)} {score:.2f}"
-        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        label_top = max(0, top_left[1] - text_h - baseline)
-        cv2.rectangle(image, (top_left[0], label_top), (top_left[0] + text_w, label_top + text_h + baseline),
-                      colour, cv2.FILLED)
-        cv2.putText(image, text, (top_left[0], label_top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (0, 0, 0), thickness, cv2.LINE_AA)
+        (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
+        label_top = max(0, top - text_h - baseline)
+        layouts.append(BoxLayout(class_colour(int(class_id)), (left, top, int(round(x1)), int(round(y1))),
+                                 thickness, text, font_scale, (left, label_top, left + text_w, label_top + text_h + baseline)))
+    return layouts
+
+
+def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int, str] | None = None) -> None:
+    """Draw rows (x0, y0, x1, y1, score, class_id) onto the RGB uint8 `image` in place."""
+    for layout in box_layouts(detections, *image.shape[:2], labels):
+        x0, y0, x1, y1 = layout.corners
+        cv2.rectangle(image, (x0, y0), (x1, y1), layout.colour, layout.thickness)
+        left, top, right, bottom = layout.label
+        cv2.rectangle(image, (left, top), (right, bottom), layout.colour, cv2.FILLED)
+        _put_text(image, layout, (left, top))
+
+
+def _put_text(image: np.ndarray, layout: BoxLayout, label_corner: tuple[int, int]) -> None:
+    left, top = label_corner
+    text_h = layout.label[3] - layout.label[1] - cv2.getTextSize(layout.text, _FONT, layout.font_scale,
+                                                                 layout.thickness)[1]
+    cv2.putText(image, layout.text, (left, top + text_h), _FONT, layout.font_scale, _TEXT_COLOUR,
+                layout.thickness, cv2.LINE_AA)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlaneGeometry:
+    """The frame the encoder takes: coded size, the display rotation (degrees counter-clockwise) that
+    maps it to what the viewer sees, chroma subsampling (rows, cols) and the colour matrix."""
+
+    height: int
+    width: int
+    rotation: int
+    subsampling: tuple[int, int]
+    matrix: ColourMatrix
+
+    @property
+    def display_hw(self) -> tuple[int, int]:
+        return (self.width, self.height) if self.rotation in (90, 270) else (self.height, self.width)
+
+    @property
+    def chroma_hw(self) -> tuple[int, int]:
+        sy, sx = self.subsampling
+        return -(-self.height // sy), -(-self.width // sx)
+
+    def to_coded(self, top: int, left: int, bottom: int, right: int) -> tuple[int, int, int, int]:
+        """A display rectangle [top, bottom) x [left, right) as the coded one it comes from (np.rot90)."""
+        turns = self.rotation // 90 % 4
+        if turns == 1:
+            return left, self.width - bottom, right, self.width - top
+        if turns == 2:
+            return self.height - bottom, self.width - right, self.height - top, self.width - left
+        if turns == 3:
+            return self.height - right, top, self.height - left, bottom
+        return top, left, bottom, right
+
+
+def _box_bars(layout: BoxLayout) -> list[tuple[int, int, int, int]]:
+    """The four edges of cv2.rectangle's outline as display rectangles [top, bottom) x [left, right):
+    OpenCV's thick lines reach (t + 1) // 2 pixels either side of the edge (thickness 1: the edge alone)."""
+    x0, y0, x1, y1 = layout.corners
+    half = 0 if layout.thickness == 1 else (layout.thickness + 1) // 2
+    left, right, top, bottom = min(x0, x1) - half, max(x0, x1) + half + 1, min(y0, y1) - half, max(y0, y1) + half + 1
+    return [(top, left, top + 2 * half + 1, right), (bottom - 2 * half - 1, left, bottom, right),
+            (top, left, bottom, left + 2 * half + 1), (top, right - 2 * half - 1, bottom, right)]
+
+
+def _fills(geometry: PlaneGeometry, display_rect: tuple[int, int, int, int], yuv: tuple[int, int, int]
+           ) -> tuple[Patch, Patch]:
+    """A display rectangle filled with one colour: its luma and chroma patches. A chroma sample takes the
+    colour when the rectangle touches its block."""
+    top, left, bottom, right = geometry.to_coded(*display_rect)
+    sy, sx = geometry.subsampling
+    c_top, c_left = top // sy, left // sx
+    luma = Patch.fill(top, left, bottom - top, right - left, yuv[0])
+    chroma = Patch.fill(c_top, c_left, -(-bottom // sy) - c_top, -(-right // sx) - c_left, yuv[1:])
+    return luma, chroma
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, thickness: int, size: tuple[int, int],
+                   turns: int, matrix: ColourMatrix, subsampling: tuple[int, int], phase: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A label's luma [h, w] and chroma [hc, wc, 2] in coded orientation, rendered once: the RGB label
+    drawn as `draw_detections` draws it, turned, converted, and its chroma averaged over each block the
+    label covers part or all of, for a label whose coded top-left is at `phase` within its block."""
+    height, width = size
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[:] = colour
+    layout = BoxLayout(colour, (0, 0, 0, 0), thickness, text, font_scale, (0, 0, width - 1, height - 1))
+    _put_text(rgb, layout, (0, 0))
+    yuv = matrix.rgb_to_yuv(np.rot90(rgb, k=-turns))
+    luma = np.clip(np.rint(yuv[..., 0]), 0, 255).astype(np.uint8)
+    sy, sx = subsampling
+    pad_top, pad_left = phase
+    rows, cols = -(-(luma.shape[0] + pad_top) // sy), -(-(luma.shape[1] + pad_left) // sx)
+    padded = np.zeros((rows * sy, cols * sx, 3))
+    padded[pad_top: pad_top + luma.shape[0], pad_left: pad_left + luma.shape[1], :2] = yuv[..., 1:]
+    padded[pad_top: pad_top + luma.shape[0], pad_left: pad_left + luma.shape[1], 2] = 1.0
+    blocks = padded.reshape(rows, sy, cols, sx, 3).sum(axis=(1, 3))
+    chroma = np.clip(np.rint(blocks[..., :2] / blocks[..., 2:]), 0, 255).astype(np.uint8)
+    return luma, chroma
+
+
+def paint_lists(detections: np.ndarray, geometry: PlaneGeometry, labels: dict[int, str] | None = None
+                ) -> PaintList:
+    """What `draw_detections` would draw on the display frame, as patches of the coded YUV planes."""
+    luma: list[Patch] = []
+    chroma: list[Patch] = []
+    turns = geometry.rotation // 90 % 4
+    sy, sx = geometry.subsampling
+    for layout in box_layouts(detections, *geometry.display_hw, labels):
+        yuv = geometry.matrix.yuv_code(layout.colour)
+        for bar in _box_bars(layout):
+            bar_luma, bar_chroma = _fills(geometry, bar, yuv)
+            luma.append(bar_luma)
+            chroma.append(bar_chroma)
+        left, top, right, bottom = layout.label
+        c_top, c_left, c_bottom, c_right = geometry.to_coded(top, left, bottom + 1, right + 1)
+        label_luma, label_chroma = _label_patches(layout.text, layout.colour, layout.font_scale, layout.thickness,
+                                                  (bottom + 1 - top, right + 1 - left), turns, geometry.matrix,
+                                                  geometry.subsampling, (c_top % sy, c_left % sx))
+        luma.append(Patch(c_top, c_left, label_luma))
+        chroma.append(Patch(c_top // sy, c_left // sx, label_chroma))
+    return PaintList(tuple(luma), tuple(chroma))
+

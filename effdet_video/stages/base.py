@@ -3,7 +3,7 @@ files, live streams and folders differ only in the source and sinks they plug in
 from __future__ import annotations
 
 import abc
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from effdet_video.pipeline.frames import FrameRecord
 
@@ -28,11 +28,16 @@ class FrameSink(abc.ABC):
     """Consumes finished frames in index order. Writes to a temporary name; `finish` publishes it,
     `abort` removes it, so a failed or interrupted run never leaves a partial file."""
 
-    needs_image: bool = False  # whether `render` needs the annotated picture
+    needs_image: bool = False  # whether `render` needs the annotated RGB frame (`record.image`)
+    needs_canvas: bool = False  # whether `render` needs the decoded frame itself (`record.canvas`)
+
+    def render_group(self, records: Sequence[FrameRecord]) -> None:
+        """Work on several frames at once before each one's `render` (frames in GPU memory come in
+        groups, and are cheaper to draw on together)."""
 
     def render(self, record: FrameRecord) -> None:
-        """Per-frame work that may run in parallel and out of order (annotate pool), e.g. pixel format
-        conversion; results go into `record.encoded`."""
+        """Per-frame work that may run in parallel and out of order (annotate pool), e.g. drawing and
+        pixel format conversion; results go into `record.encoded`."""
 
     @abc.abstractmethod
     def write(self, record: FrameRecord) -> None:

@@ -9,7 +9,7 @@ those hand-overs waits up to the switch interval: x264 veryfast at 1080p encoded
 Messages, over two one-way pipes:
     parent -> child (frames):  (slot, pts, time_base, duration) per frame in order, then None
     child -> parent (events):  ("ready",) once the output is open; ("free", slot) once a slot's pixels
-                               are copied out; ("done",) once the file is complete and closed; or
+                               are the encoder's (FFmpeg copied them); ("done",) once the file is complete and closed; or
                                ("error", message) after which the child stops.
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
 (EOF) and the child removes the unfinished file itself. This module imports no torch: the child
@@ -39,16 +39,17 @@ class EncodeJob:
     temporary: str          # the file written; the parent renames it when done
     codec: str
     options: dict[str, str]
-    pix_fmt: str
+    pix_fmt: str            # the slots' layout too (stages/encoding.py's transfer layouts)
     width: int
     height: int
     rate: Fraction
     time_base: Fraction
     rotation: int
+    colour: tuple[int, int, int, int]  # the input's colorspace, range, primaries, transfer (FFmpeg's codes)
     audio_from: str | None  # the input whose audio streams are copied packet by packet
-    memory: str             # shared memory name: `slots` frames of `slot_shape` uint8
+    memory: str             # shared memory name: `slots` frames of `frame_bytes` uint8
     slots: int
-    slot_shape: tuple[int, ...]
+    frame_bytes: int
 
 
 class _OutputFile:
@@ -77,6 +78,9 @@ class _OutputFile:
             raise _Refused(f"video codec {job.codec!r} is not available ({error})") from None
         stream.width, stream.height, stream.pix_fmt = job.width, job.height, job.pix_fmt
         use_all_cores(stream)
+        context = stream.codec_context
+        # The pixels are the input's own YUV: tagged as the input was, a player shows them the same way.
+        context.colorspace, context.color_range, context.color_primaries, context.color_trc = job.colour
         stream.time_base = job.time_base
         stream.codec_context.time_base = job.time_base
         if job.rotation:
@@ -155,7 +159,7 @@ def serve(job: EncodeJob, frames: Connection, events: Connection) -> None:
     # the parent unlinks it, or the tracker does if the parent dies.
     memory = shared_memory.SharedMemory(job.memory)
     try:
-        _encode_all(job, np.ndarray((job.slots, *job.slot_shape), dtype=np.uint8, buffer=memory.buf),
+        _encode_all(job, np.ndarray((job.slots, job.frame_bytes), dtype=np.uint8, buffer=memory.buf),
                     frames, events)
     finally:
         memory.close()
@@ -171,10 +175,11 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
     try:
         while (message := frames.recv()) is not None:
             slot, pts, time_base, duration = message
-            picture = transfer_to_picture(slots[slot], job.pix_fmt)
-            _say(events, "free", slot)
+            picture = transfer_to_picture(slots[slot], job.pix_fmt, job.width, job.height)
             picture.pts, picture.time_base, picture.duration = pts, time_base, duration
             output.write(picture)
+            del picture
+            _say(events, "free", slot)
         output.finish()
     except EOFError:  # the parent is gone or gave up: nobody will publish this file
         _discard(output, job)

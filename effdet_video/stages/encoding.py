@@ -1,6 +1,6 @@
 """Choices about the encoded video shared by every writer of it (the file writer's encoder process, the
-live stream output, the benchmark's peers): codec per extension, pixel format, options, threads, and
-the conversion of annotated RGB frames into what the encoder takes."""
+live stream output, the benchmark's peers): codec per extension, pixel format, options, threads, the
+layouts frames travel in to the encoder, and the conversion of annotated RGB frames (live streams)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,15 +24,19 @@ def default_codec(output: Path) -> str:
     return codec
 
 
-def encoder_pixel_format(codec: str, width: int, height: int) -> str:
-    """yuv420p where possible (plays everywhere); yuv444p for odd sizes, which 4:2:0 cannot store. The
-    first look at `codec`: one that FFmpeg cannot encode with is the user's error here."""
+def encoder_pixel_format(codec: str, width: int, height: int, source_format: str = "yuv420p") -> str:
+    """The layout frames are encoded in: the decoder's own nv12 where the codec takes it (NVDEC's
+    frames then reach the encoder as they are), else yuv420p (plays everywhere), and yuv444p for odd
+    sizes, which 4:2:0 cannot store. The first look at `codec`: one that FFmpeg cannot encode with is
+    the user's error here."""
     try:
         encoder = av.Codec(codec, "w")
     except ValueError as error:  # PyAV's UnknownCodecError
         raise UserError(f"video codec {codec!r} is not available ({error})") from None
     formats = {f.name for f in (encoder.video_formats or ())}
-    for candidate in ("yuv420p", "yuv444p") if width % 2 == 0 and height % 2 == 0 else ("yuv444p",):
+    even = width % 2 == 0 and height % 2 == 0
+    candidates = ("nv12",) if even and source_format == "nv12" else ()
+    for candidate in (*candidates, "yuv420p", "yuv444p") if even else ("yuv444p",):
         if candidate in formats:
             return candidate
     raise UserError(f"codec {codec} cannot store a {width}x{height} video without resizing; "
@@ -59,28 +63,35 @@ def packet_seconds(packet: av.Packet) -> float:
     return float(stamp * packet.time_base) if stamp is not None else 0.0
 
 
-def transfer_format(pix_fmt: str) -> str:
-    """The layout in which frames reach the encoder: I420 itself, or RGB for PyAV to convert."""
-    return "yuv420p" if pix_fmt == "yuv420p" else "rgb24"
+# The layouts frames travel in to the encoder (each frame luma then chroma, rows packed) and their
+# chroma subsampling (rows, columns).
+SUBSAMPLING = {"yuv420p": (2, 2), "nv12": (2, 2), "yuv444p": (1, 1)}
 
 
-def transfer_shape(pix_fmt: str, width: int, height: int) -> tuple[int, ...]:
-    return (height * 3 // 2, width) if transfer_format(pix_fmt) == "yuv420p" else (height, width, 3)
+def chroma_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
+    """(rows, columns) of one chroma plane."""
+    sy, sx = SUBSAMPLING[pix_fmt]
+    return -(-height // sy), -(-width // sx)
 
 
-def rgb_to_transfer(image: np.ndarray, pix_fmt: str) -> np.ndarray:
-    """RGB uint8 [H, W, 3] -> the transfer layout. For yuv420p OpenCV converts (BT.601 limited range,
-    like swscale's default) about 8x faster than PyAV's rgb24 import plus swscale at 1080p."""
-    if transfer_format(pix_fmt) == "yuv420p":
-        return cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
-    return image
+def frame_bytes(pix_fmt: str, width: int, height: int) -> int:
+    rows, cols = chroma_size(pix_fmt, width, height)
+    return width * height + 2 * rows * cols
 
 
-def transfer_to_picture(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-    """A transfer-layout array -> a PyAV frame in `pix_fmt` (the array is copied)."""
-    picture = av.VideoFrame.from_ndarray(array, format=transfer_format(pix_fmt))
-    return picture if picture.format.name == pix_fmt else picture.reformat(format=pix_fmt)
+def transfer_to_picture(array: np.ndarray, pix_fmt: str, width: int, height: int) -> av.VideoFrame:
+    """A frame's packed bytes (1-D uint8) as a PyAV frame in `pix_fmt`. 4:2:0 layouts are wrapped, not
+    copied: FFmpeg copies a frame it does not own when it is sent to the encoder, so the bytes may be
+    reused once `encode` returned."""
+    if pix_fmt == "yuv444p":
+        return av.VideoFrame.from_ndarray(array.reshape(3, height, width), format=pix_fmt)
+    return av.VideoFrame.from_numpy_buffer(array.reshape(height * 3 // 2, width), format=pix_fmt)
 
 
 def rgb_to_picture(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-    return transfer_to_picture(rgb_to_transfer(image, pix_fmt), pix_fmt)
+    """An RGB uint8 [H, W, 3] frame for an encoder taking `pix_fmt` (yuv420p or yuv444p). For yuv420p
+    OpenCV converts (BT.601 limited range, like swscale's default) about 8x faster than PyAV's rgb24
+    import plus swscale at 1080p."""
+    if pix_fmt == "yuv420p":
+        return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)

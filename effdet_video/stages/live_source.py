@@ -26,7 +26,7 @@ from effdet_video.errors import UserError
 from effdet_video.pipeline.control import POLL_S
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSource
-from effdet_video.stages.source import VideoInfo, display_rotation
+from effdet_video.stages.source import VideoInfo, display_rotation, frame_colour
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 LIVE_TIME_BASE = Fraction(1, 1000)
@@ -182,7 +182,7 @@ class LiveSource(FrameSource):
         picture, self._origin = first
         self.info = VideoInfo(path=Path(self.location.url), width=picture.width, height=picture.height,
                               time_base=LIVE_TIME_BASE, rate=Fraction(30), rotation=display_rotation(picture),
-                              codec="")
+                              codec="", pix_fmt=picture.format.name, colour=frame_colour(picture))
         return self.info
 
     def stop(self) -> None:

@@ -1,6 +1,8 @@
 """The prepare stage: decoded picture -> RGB frame in display orientation -> letterboxed network input.
 A frame NVDEC left in GPU memory is letterboxed there (ops/nv12.py) and only the network input comes to
-the host; its full-size RGB frame is downloaded only when a sink draws on it."""
+the host; its full-size RGB frame is downloaded only when a sink draws on RGB. Sinks that draw on the
+decoded frame itself get it kept as `record.canvas` (for GPU frames, an nv12 copy NVDEC's surface no
+longer holds)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -10,6 +12,7 @@ import numpy as np
 
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.canvas import GpuFrame, GpuFrames
 from effdet_video.stages.hw_decode import gpu_planes, on_gpu
 
 
@@ -38,19 +41,23 @@ def picture_to_rgb(picture: Any) -> np.ndarray:
     return picture.to_ndarray(format="rgb24")
 
 
-def prepare_frame(record: FrameRecord, image_size: Sequence[int], needs_image: bool = True) -> None:
-    """Fill `record.net_image` and `record.letterbox`, and `record.image` (RGB, display orientation) for
-    frames decoded on the host or where `needs_image`."""
+def prepare_frame(record: FrameRecord, image_size: Sequence[int], needs_image: bool = True,
+                  needs_canvas: bool = False) -> None:
+    """Fill `record.net_image` and `record.letterbox`; `record.image` (RGB, display orientation) for
+    frames decoded on the host or where `needs_image`; `record.canvas` where `needs_canvas`."""
     if on_gpu(record.picture):
-        _prepare_on_gpu([record], image_size, needs_image)
+        _prepare_on_gpu([record], image_size, needs_image, needs_canvas)
         return
     rgb = picture_to_rgb(record.picture)
+    record.canvas = record.picture if needs_canvas else None
     record.picture = None
-    record.image = np.ascontiguousarray(to_display_orientation(rgb, record.rotation))
-    record.net_image, record.letterbox = letterbox_uint8(record.image, image_size)
+    image = np.ascontiguousarray(to_display_orientation(rgb, record.rotation))
+    record.net_image, record.letterbox = letterbox_uint8(image, image_size)
+    record.image = image if needs_image else None
 
 
-def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool = True) -> None:
+def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool = True,
+                   needs_canvas: bool = False) -> None:
     """`prepare_frame` for each record. Frames in GPU memory are letterboxed together, a group per size
     and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
     which many threads make slow) and one download."""
@@ -60,13 +67,15 @@ def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], ne
             key = (record.picture.width, record.picture.height, record.rotation)
             groups.setdefault(key, []).append(record)
         else:
-            prepare_frame(record, image_size, needs_image)
+            prepare_frame(record, image_size, needs_image, needs_canvas)
     for group in groups.values():
-        _prepare_on_gpu(group, image_size, needs_image)
+        _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
 
 
-def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool) -> None:
-    """Frames of one size and rotation, in GPU memory."""
+def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool,
+                    needs_canvas: bool) -> None:
+    """Frames of one size and rotation, in GPU memory: copied out of NVDEC's surfaces into one packed
+    nv12 group (which is the canvas, where one is needed), then letterboxed together."""
     import torch
 
     from effdet_video.ops.nv12 import display_rgb, letterbox_rgb, to_uint8_hwc
@@ -74,13 +83,17 @@ def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], n
     planes = [gpu_planes(record.picture) for record in records]
     for record in records:
         record.picture = None  # the planes keep the frames alive until they are copied
+    height, width = planes[0][0].shape
     with torch.inference_mode(), torch.cuda.stream(torch.cuda.default_stream(planes[0][0].device)):
-        luma = torch.stack([y for y, _ in planes])
-        chroma = torch.stack([uv for _, uv in planes])
+        frames = GpuFrames.empty(len(records), height, width, planes[0][0].device)
+        for luma, chroma, (y, uv) in zip(frames.luma, frames.chroma, planes):
+            luma.copy_(y)
+            chroma.copy_(uv)
         del planes
-        rgb = display_rgb(luma, chroma, records[0].rotation)
+        rgb = display_rgb(frames.luma, frames.chroma, records[0].rotation)
         net_images, geometry = letterbox_rgb(rgb, image_size)
         net_images = net_images.cpu().numpy()
         images = to_uint8_hwc(rgb).cpu().numpy() if needs_image else [None] * len(records)
-    for record, net_image, image in zip(records, net_images, images):
+    for index, (record, net_image, image) in enumerate(zip(records, net_images, images)):
         record.net_image, record.letterbox, record.image = net_image, geometry, image
+        record.canvas = GpuFrame(frames, index) if needs_canvas else None

@@ -23,7 +23,9 @@ class VideoInfo:
     """What the sinks need to know about the input video stream.
 
     width/height: coded size of the frames (before rotation); rotation: degrees counter-clockwise that
-    a player applies for display, a multiple of 90; time_base: of the input stream, kept by the output."""
+    a player applies for display, a multiple of 90; time_base: of the input stream, kept by the output;
+    pix_fmt: the layout frames are decoded to (for NVDEC's frames in GPU memory, their nv12); colour:
+    FFmpeg's colorspace, range, primaries and transfer codes of the frames (2, 0, 2, 2: untagged)."""
 
     path: Path
     width: int
@@ -32,6 +34,19 @@ class VideoInfo:
     rate: Fraction | None
     rotation: int
     codec: str
+    pix_fmt: str = "yuv420p"
+    colour: tuple[int, int, int, int] = (2, 0, 2, 2)
+
+
+def frame_colour(picture: av.VideoFrame) -> tuple[int, int, int, int]:
+    """A decoded frame's colour tags, as VideoInfo.colour keeps them."""
+    return (int(picture.colorspace), int(picture.color_range), int(picture.color_primaries),
+            int(picture.color_trc))
+
+
+def decoded_format(picture: av.VideoFrame) -> str:
+    """The layout of a decoded frame's pixels (a GPU frame's own, not 'cuda')."""
+    return picture.sw_format.name if on_gpu(picture) else picture.format.name
 
 
 def open_container(path: Path) -> av.container.InputContainer:
@@ -82,6 +97,8 @@ class VideoFileSource(FrameSource):
             rate=rate,
             rotation=display_rotation(first),
             codec=self._stream.codec_context.name,
+            pix_fmt=decoded_format(first),
+            colour=frame_colour(first),
         )
 
     def _start(self, container: av.container.InputContainer, nvdec: bool = False) -> None:

@@ -1,82 +1,82 @@
-"""The annotated video file: frames converted for the encoder here (annotate pool), encoded and muxed
-with the input's audio, untouched, by a child process (encode_process.py, which says why).
+"""The annotated video file: boxes drawn straight into the decoded frame's YUV planes, in shared-memory
+slots that a child process encodes and muxes with the input's audio, untouched (encode_process.py says
+why a process). No frame is converted to RGB and back: the only heavy work left on the CPU is the
+encoder's.
 
-Timing is copied, not re-derived: the output stream uses the input's time base and every frame keeps
-its pts and duration, so variable frame rate survives. The size is kept exactly (odd sizes switch to
-4:4:4 chroma, which has no even-size constraint), and the input's display rotation is written back.
+- Host frames (software decoding): the annotate pool copies each frame into a slot (converting it
+  once, where the encoder cannot take its layout: odd sizes as 4:4:4, 10-bit and other formats as
+  4:2:0) and draws into the slot.
+- NVDEC's frames in GPU memory: every box of a group of frames is drawn there at once (ops/paint.py),
+  then each frame is copied by DMA straight into its page-locked slot and encoded as the nv12 it is.
+
+Boxes are drawn in the coded orientation the encoder takes (coordinates turned, not pixels), in the
+input's colour matrix and range. Timing is copied, not re-derived: the output stream uses the input's
+time base and every frame keeps its pts and duration, so variable frame rate survives. The size is
+kept exactly (odd sizes switch to 4:4:4 chroma, which has no even-size constraint), and the input's
+display rotation and colour tags are written back.
 """
 from __future__ import annotations
 
 import multiprocessing
-import queue
-import shutil
 import threading
 from fractions import Fraction
-from multiprocessing import shared_memory
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from effdet_video.errors import UserError
+from effdet_video.ops.colour import ColourMatrix
+from effdet_video.ops.paint import paint, paint_group
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages import encode_process
+from effdet_video.stages.annotate import PlaneGeometry, paint_lists
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.encoding import (default_codec, encoder_options, encoder_pixel_format, rgb_to_transfer,
-                                          transfer_shape)
+from effdet_video.stages.canvas import SAME_BYTES, GpuFrame, pack_picture, packed_planes
+from effdet_video.stages.encoder_slots import SlotPool, SlotsClosed, slot_count
+from effdet_video.stages.encoding import (SUBSAMPLING, default_codec, encoder_options, encoder_pixel_format,
+                                          frame_bytes)
 from effdet_video.stages.output_file import PartialFile
-from effdet_video.stages.prepare import to_coded_orientation
 from effdet_video.stages.source import VideoInfo
 
-# Frames handed over at once: the child copies each out as soon as it reads it, so a few suffice.
-SLOTS = 4
+if TYPE_CHECKING:
+    import torch
+
 # How long the child may take to open the output, and to finish it once the last frame is sent
 # (x264 still has its lookahead to encode). Beyond that it is taken for hung.
 OPEN_TIMEOUT_S = 60.0
 FINISH_TIMEOUT_S = 300.0
-_FAILED = -1  # on the free-slot queue: the child stopped; its error is in `_error`
-SHARED_MEMORY_DIR = "/dev/shm"
-
-
-def _check_shared_memory(size: int) -> None:
-    """A full /dev/shm turns a write into the shared slots into SIGBUS: refuse up front instead (a
-    container's default is 64 MB, which 4K frames in RGB exceed)."""
-    try:
-        free = shutil.disk_usage(SHARED_MEMORY_DIR).free
-    except OSError:  # no such folder: not Linux's shared memory, nothing to check
-        return
-    if free < size:
-        raise UserError(f"{SHARED_MEMORY_DIR} has {free >> 20} MiB free and the video encoder needs "
-                        f"{-(-size >> 20)} MiB ({SLOTS} frames); enlarge it (e.g. docker run --shm-size=1g)")
 
 
 class VideoFileSink(FrameSink):
-    """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time."""
+    """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time.
+    `labels` name the classes on the boxes."""
 
-    needs_image = True
+    needs_canvas = True
 
     def __init__(self, output: Path, info: VideoInfo, codec: str | None = None, crf: int = 20,
-                 preset: str = "veryfast", audio: bool = True) -> None:
+                 preset: str = "veryfast", audio: bool = True, labels: dict[int, str] | None = None) -> None:
         self.info = info
         self.output = output
+        self.labels = labels
         codec = codec or default_codec(output)
-        self._pix_fmt = encoder_pixel_format(codec, info.width, info.height)
+        self._pix_fmt = encoder_pixel_format(codec, info.width, info.height, SAME_BYTES.get(info.pix_fmt, info.pix_fmt))
+        colorspace, color_range = info.colour[:2]
+        self._geometry = PlaneGeometry(info.height, info.width, info.rotation, SUBSAMPLING[self._pix_fmt],
+                                       ColourMatrix.of_stream(colorspace, color_range, info.width, info.height,
+                                                              info.pix_fmt))
+        size = frame_bytes(self._pix_fmt, info.width, info.height)
+        count = slot_count(size)
         self._file = PartialFile(output)
-        shape = transfer_shape(self._pix_fmt, info.width, info.height)
-        size = SLOTS * int(np.prod(shape))
-        _check_shared_memory(size)
-        self._memory = shared_memory.SharedMemory(create=True, size=size)
-        self._slots = np.ndarray((SLOTS, *shape), dtype=np.uint8, buffer=self._memory.buf)
-        self._free: queue.Queue[int] = queue.Queue()
-        for slot in range(SLOTS):
-            self._free.put(slot)
+        self._slots = SlotPool(size, count)
         self._error: str | None = None
         self._ready, self._done = threading.Event(), threading.Event()
         job = encode_process.EncodeJob(
             temporary=str(self._file.temporary), codec=codec,
             options=encoder_options(codec, crf, preset), pix_fmt=self._pix_fmt, width=info.width,
             height=info.height, rate=info.rate or Fraction(30), time_base=info.time_base,
-            rotation=info.rotation, audio_from=str(info.path) if audio else None, memory=self._memory.name,
-            slots=SLOTS, slot_shape=shape)
+            rotation=info.rotation, colour=info.colour, audio_from=str(info.path) if audio else None,
+            memory=self._slots.name, slots=count, frame_bytes=size)
         context = multiprocessing.get_context("spawn")  # the parent has CUDA and threads: no fork
         child_frames, self._frames = context.Pipe(duplex=False)
         self._events, child_events = context.Pipe(duplex=False)
@@ -102,7 +102,7 @@ class VideoFileSink(FrameSink):
             while True:
                 kind, *rest = self._events.recv()
                 if kind == "free":
-                    self._free.put(rest[0])
+                    self._slots.release(rest[0])
                 elif kind == "ready":
                     self._ready.set()
                 elif kind == "done":
@@ -115,23 +115,53 @@ class VideoFileSink(FrameSink):
             self._error = self._error or f"the encoder process stopped (exit code {self._process.exitcode})"
         self._done.set()
         self._ready.set()
-        self._free.put(_FAILED)
+        self._slots.close(self._error or "the encoder process finished")
 
     def _failure(self) -> UserError:
         return UserError(f"{self.output}: {self._error or 'the encoder process did not answer'}")
 
+    def render_group(self, records: Sequence[FrameRecord]) -> None:
+        """Frames in GPU memory that go to the encoder as they are: all their boxes drawn at once."""
+        groups: dict[int, list[FrameRecord]] = {}
+        for record in records:
+            if isinstance(record.canvas, GpuFrame) and self._pix_fmt == "nv12":
+                groups.setdefault(id(record.canvas.frames), []).append(record)
+        if groups:
+            self._slots.pin()
+        for group in groups.values():
+            frames = group[0].canvas.frames
+            drawn = [(r.canvas.index, paint_lists(r.detections, self._geometry, self.labels)) for r in group]
+            paint_group(frames.data, 0, (frames.height, frames.width), 1, [(i, d.luma) for i, d in drawn])
+            paint_group(frames.data, frames.height * frames.width, self._geometry.chroma_hw, 2,
+                        [(i, d.chroma) for i, d in drawn])
+
     def render(self, record: FrameRecord) -> None:
-        """Back to the coded orientation and to the encoder's layout (parallel, annotate pool)."""
-        image = np.ascontiguousarray(to_coded_orientation(record.image, record.rotation))
-        record.encoded["video"] = rgb_to_transfer(image, self._pix_fmt)
+        """The frame into its slot, boxes drawn (annotate pool: in parallel, any order)."""
+        canvas, record.canvas = record.canvas, None
+        on_gpu = isinstance(canvas, GpuFrame)
+        if on_gpu and self._pix_fmt != "nv12":
+            canvas, on_gpu = canvas.download(), False
+        if not on_gpu and SAME_BYTES.get(canvas.format.name, canvas.format.name) != self._pix_fmt:
+            canvas = canvas.reformat(format=self._pix_fmt)  # the one conversion: odd sizes, 10-bit, ...
+        try:
+            slot = self._slots.acquire(record.index)
+        except SlotsClosed:
+            raise self._failure() from None
+        packed = self._slots.array[slot]
+        if on_gpu:
+            record.encoded["video"] = (slot, _copy_from_gpu(canvas, packed))
+            return
+        pack_picture(canvas, packed)
+        luma, chroma = packed_planes(packed, self._pix_fmt, self.info.width, self.info.height)
+        drawn = paint_lists(record.detections, self._geometry, self.labels)
+        paint(luma, drawn.luma)
+        paint(chroma, drawn.chroma)
+        record.encoded["video"] = (slot, None)
 
     def write(self, record: FrameRecord) -> None:
-        pixels = record.encoded.pop("video")
-        slot = self._free.get()
-        if slot == _FAILED:
-            self._free.put(_FAILED)
-            raise self._failure()
-        np.copyto(self._slots[slot], pixels)
+        slot, copied = record.encoded.pop("video")
+        if copied is not None:
+            copied.synchronize()
         self._send((slot, record.pts, record.time_base, record.duration))
 
     def _send(self, message: tuple | None) -> None:
@@ -162,12 +192,16 @@ class VideoFileSink(FrameSink):
         self._file.discard()
 
     def _release(self) -> None:
-        self._slots = None
-        try:
-            self._memory.close()
-        except BufferError:  # a writer thread left behind by a stop still holds a view: unlinked anyway
-            pass
-        try:
-            self._memory.unlink()
-        except FileNotFoundError:  # released already (abort after finish, or twice)
-            pass
+        self._slots.release_memory()
+
+
+def _copy_from_gpu(canvas: GpuFrame, packed: np.ndarray) -> torch.cuda.Event:
+    """Queue the copy of a GPU frame into its slot; the event that says it is complete."""
+    import torch
+
+    source = canvas.frames.data[canvas.index]
+    with torch.cuda.device(source.device):
+        torch.from_numpy(packed).copy_(source, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+    return done

@@ -28,7 +28,7 @@ def detect_clip(clip: Path, spec: EngineSpec, jsonl: Path, labels: dict[int, str
         with build_engine(spec) as engine:
             sinks: list[FrameSink] = [JsonLinesSink(jsonl, labels)]
             if annotated is not None:
-                sinks.append(VideoFileSink(annotated, source.info))
+                sinks.append(VideoFileSink(annotated, source.info, labels=labels))
             options = PipelineOptions(detection_filter=DetectionFilter(score_threshold=score_threshold),
                                       labels=labels)
             return run_pipeline(source, engine, sinks, options)
