@@ -105,11 +105,14 @@ for s in "$@"; do
       done;;
     enc)  # libx264 veryfast encode-only ceiling: thread counts, chunked encoding in N processes (scripts/probe_enc.py)
       step enc 240 python3 scripts/probe_enc.py "$CLIP" 600; cat /tmp/devlogs/enc.out;;
+    e2e_cv1)  # CPU decoding with OpenCV's own thread pool off (one thread per prepare worker)
+      step e2e_cv1 200 python3 -c "import cv2, sys, runpy; cv2.setNumThreads(1); sys.argv[0] = 'effdet-video'; runpy.run_module('effdet_video.cli', run_name='__main__')" \
+        bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 --decoder cpu --video "$CLIP" --json "$OUT/e2e_cv1.json";;
     cpuvideo)  # a CPU-only machine: the GPU hidden, annotated against detections only (720p clip)
       CUDA_VISIBLE_DEVICES= step cpuvideo 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers --no-startup \
         --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --json "$OUT/cpuvideo.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
-              tail -8 /tmp/devlogs/yuvtests.out;;
+              grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
     summary) python3 scripts/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -5,6 +5,8 @@
   transcode:       a sequential PyAV decode -> libx264 (same settings) loop with no model;
   encode_only:     libx264 (same settings) alone, on frames decoded into memory beforehand: the encoder's
                    ceiling on this machine, which an annotated copy cannot pass;
+  writer_only:     our video file writer (its encoder process, shared-memory slots) fed the same frames
+                   from memory by one thread: what the writer itself costs against encode_only;
   naive:           one frame at a time: decode -> detector -> draw -> encode, no overlap, no batching
                    (rwightman's effdet under fp16 autocast when it is installed, else our engine at batch 1).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import tempfile
 import time
 from fractions import Fraction
@@ -82,12 +85,28 @@ def _encode(container: av.container.OutputContainer, stream: av.video.stream.Vid
     container.mux(stream.encode(picture))
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) of this process and of its children that have ended (the encoder)."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def cpu_per_frame(before: tuple[float, float], frames: int) -> dict:
+    """Milliseconds of CPU per frame since `before`, in this process and in its ended children: where the
+    cores go, which bounds a run once the encoder needs nearly all of them."""
+    now = _cpu_seconds()
+    own, children = (1e3 * (b - a) / max(frames, 1) for a, b in zip(before, now))
+    return {"cpu_ms_per_frame": round(own + children, 2), "own_ms": round(own, 2), "children_ms": round(children, 2)}
+
+
 def _timed(run: Callable[[Path], int], folder: Path) -> dict:
-    """frames, wall seconds and fps of `run`, engine build included (see `ours` for the pipeline alone)."""
-    started = time.perf_counter()
+    """frames, wall seconds, fps and CPU per frame of `run`, engine build included (see `ours` for the
+    pipeline alone)."""
+    started, cpu = time.perf_counter(), _cpu_seconds()
     frames = run(folder)
     wall = time.perf_counter() - started
-    return {"frames": frames, "wall_s": round(wall, 3), "fps": round(frames / wall, 1)}
+    return {"frames": frames, "wall_s": round(wall, 3), "fps": round(frames / wall, 1),
+            "cpu": cpu_per_frame(cpu, frames)}
 
 
 def _write_all(target: Path, frames: Iterable[av.VideoFrame]) -> int:
@@ -112,6 +131,28 @@ def encode_only(path: Path, limit: int | None, folder: Path) -> dict:
     """The encoder alone: frames decoded into memory first, only their encoding timed."""
     pictures = list(_pictures(path, limit))
     return _timed(lambda f: _write_all(f / "encode_only.mp4", pictures), folder)
+
+
+def writer_only(path: Path, limit: int | None, folder: Path) -> dict:
+    """Frames decoded into memory first, the writer opened (its process started), then only the writing
+    timed."""
+    source = FirstFrames(VideoFileSource(path), limit)
+    try:
+        records = list(source.frames())
+        for record in records:
+            record.canvas, record.picture, record.detections = record.picture, None, np.zeros((0, 6), np.float32)
+        sink = VideoFileSink(folder / "writer_only.mp4", source.info, preset=PRESET)
+    finally:
+        source.close()
+
+    def write(_folder: Path) -> int:
+        for record in records:
+            sink.render(record)
+            sink.write(record)
+        sink.finish()
+        return len(records)
+
+    return _timed(write, folder)
 
 
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -151,10 +192,12 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
         with build_engine(spec) as engine:
             sinks = [VideoFileSink(folder / "ours.mp4", source.info, preset=PRESET) if video
                      else JsonLinesSink(folder / "ours.jsonl")]
+            cpu = _cpu_seconds()
             stats = run_pipeline(source, engine, sinks, PipelineOptions())
+            used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
-    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used}
+    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used}
 
 
 def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
@@ -178,9 +221,11 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
             run_stats = stats[video]  # fps of the pipeline itself; the engine build is timed by `startup`
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
+                           "cpu": run_stats["cpu"],
                            "decoder": run_stats["decoder"]}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
         result["encode_only"] = encode_only(path, limit, folder)
+        result["writer_only"] = writer_only(path, limit, folder)
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
     for key in ("ours", "ours_no_video"):

@@ -42,6 +42,8 @@ def build_engine(spec: EngineSpec) -> Engine:
         from effdet_video.engine.cpu import CpuEngine
 
         return CpuEngine(spec)
+    from effdet_video.engine.blocking_sync import prefer_blocking_sync
     from effdet_video.engine.cuda import CudaEngine
 
+    prefer_blocking_sync(torch.device(device).index or 0)
     return CudaEngine(spec, device)

@@ -35,7 +35,7 @@ class _Slot:
     host_outputs: tuple[torch.Tensor, ...]
     h2d_done: torch.cuda.Event = dataclasses.field(default_factory=torch.cuda.Event)
     computed: torch.cuda.Event = dataclasses.field(default_factory=torch.cuda.Event)
-    d2h_done: torch.cuda.Event = dataclasses.field(default_factory=torch.cuda.Event)
+    d2h_done: torch.cuda.Event = dataclasses.field(default_factory=lambda: torch.cuda.Event(blocking=True))
     pending: "SlotDetections | None" = None
 
 

@@ -4,8 +4,9 @@ either an interleaved nv12 plane or two planar ones), each as it lies in memory,
 where it is, without a conversion to RGB and back.
 
 On the host each patch is one NumPy slice assignment. On the GPU, every patch of a group of frames is
-painted by a handful of torch calls whatever their number (one index computation and one scatter per
-plane), which no library offers for lists of rectangles, hence written here.
+painted by a handful of torch calls whatever their number (one index computation, one sort so that the
+last patch wins where they overlap, one scatter per plane), which no library offers for lists of
+rectangles, hence written here.
 """
 from __future__ import annotations
 
@@ -117,5 +118,13 @@ def paint_group(frames: torch.Tensor, plane_offset: int, plane_hw: tuple[int, in
     base = frames.view(dtype)  # [G, N / channels]
     stride = base.shape[1]
     target = frame[which] * stride + plane_offset // channels + (top[which] + row) * width + left[which] + col
+    # Where patches overlap the later one wins, as on the host: of each target's writes only the last
+    # is kept (a scatter with repeated indices has no defined order on the GPU).
+    order = torch.argsort(target * len(rows) + which)
+    ordered = target[order]
+    last = torch.ones_like(ordered, dtype=torch.bool)
+    last[:-1] = ordered[1:] != ordered[:-1]
+    keep = order[last]
+    which, local = which[keep], local[keep]
     from_source = source[(offset[which] + local).clamp_(0, source.numel() - 1)]
-    base.view(-1)[target] = torch.where(offset[which] >= 0, from_source, values[which])
+    base.view(-1)[target[keep]] = torch.where(offset[which] >= 0, from_source, values[which])

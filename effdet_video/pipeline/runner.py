@@ -27,7 +27,7 @@ from effdet_video.pipeline.stats import RunStats, StageClock
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.infer import BatchRunner, DetectionFilter
-from effdet_video.stages.prepare import prepare_frames
+from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames
 
 DONE = object()  # end-of-stream marker
 T = TypeVar("T")
@@ -77,6 +77,7 @@ class _Run:
     def __init__(self, source: FrameSource, engine: Engine, sinks: Sequence[FrameSink],
                  options: PipelineOptions, control: RunControl) -> None:
         self.source, self.engine, self.sinks, self.options, self.control = source, engine, sinks, options, control
+        one_opencv_thread_per_worker()
         preparers = 1 if source.frames_on_gpu else options.prepare_workers
         annotators = 1 if source.frames_on_gpu else options.annotate_workers
         self.preparers, self.annotators = preparers, annotators

@@ -55,6 +55,9 @@ def bind_torch_context(gpu_id: int) -> None:
     context binds the device's primary context, which is torch's)."""
     import torch  # only where frames stay on the GPU: the CPU decoder never waits for torch
 
+    from effdet_video.engine.blocking_sync import prefer_blocking_sync
+
+    prefer_blocking_sync(gpu_id)
     torch.cuda.set_device(gpu_id)
     torch.cuda.synchronize(gpu_id)
 

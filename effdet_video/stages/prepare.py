@@ -33,6 +33,13 @@ def to_coded_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
 _OPENCV_TO_RGB = {"yuv420p": cv2.COLOR_YUV2RGB_I420, "nv12": cv2.COLOR_YUV2RGB_NV12}
 
 
+def one_opencv_thread_per_worker() -> None:
+    """OpenCV runs each call on a pool of its own, a thread per core that busy-waits between calls; under
+    the prepare pool, which already works on several frames at once, that pool only takes cores from
+    the video encoder. Process-wide: OpenCV has no per-call setting."""
+    cv2.setNumThreads(1)
+
+
 def picture_to_rgb(picture: Any) -> np.ndarray:
     """A decoded picture (PyAV VideoFrame) as RGB uint8 [H, W, 3]."""
     code = _OPENCV_TO_RGB.get(getattr(picture.format, "name", None))

@@ -202,6 +202,6 @@ def _copy_from_gpu(canvas: GpuFrame, packed: np.ndarray) -> torch.cuda.Event:
     source = canvas.frames.data[canvas.index]
     with torch.cuda.device(source.device):
         torch.from_numpy(packed).copy_(source, non_blocking=True)
-        done = torch.cuda.Event()
+        done = torch.cuda.Event(blocking=True)
         done.record()
     return done
