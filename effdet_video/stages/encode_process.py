@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sys
 from fractions import Fraction
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -163,6 +164,10 @@ def serve(job: EncodeJob, frames: Connection, events: Connection) -> None:
                     frames, events)
     finally:
         memory.close()
+    # Everything is closed and reported: skip the interpreter's own teardown, which spent 1-2 s in the
+    # encoding libraries' finalisation while the parent waited to publish the file.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connection) -> None:
