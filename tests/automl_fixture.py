@@ -51,20 +51,21 @@ def reference_rows(data: dict[str, np.ndarray], prefix: str, frame: int, suffix:
 
 
 def assert_same_detections(ours: np.ndarray, reference: np.ndarray, box_px: float, score: float) -> None:
-    """Box for box: the same number of rows, and each reference row has its own row of ours with the same
-    class, every coordinate within `box_px` and the score within `score`. Row i of ours is tried first;
-    another row can stand in only within the score bound, i.e. where two nearly equal scores (soft-NMS
-    decays them differently by an ulp or so) came out in the other order."""
+    """Box for box: the same number of rows, and each reference row i has its own row j of ours with the
+    same class, every coordinate within `box_px` and the score within `score`. j = i unless row i of ours
+    has a score within `score` of row j's: rows trade places only with rows of nearly equal score (soft-NMS
+    can decay two such scores differently by an ulp or so and select them in the other order)."""
     assert len(ours) == len(reference), f"{len(ours)} detections, AutoML has {len(reference)}"
 
-    def matches(row: np.ndarray, expected: np.ndarray) -> bool:
+    def matches(j: int, i: int) -> bool:
+        row, expected = ours[j], reference[i]
         return (row[5] == expected[5] and np.abs(row[:4] - expected[:4]).max() <= box_px
-                and abs(row[4] - expected[4]) <= score)
+                and abs(row[4] - expected[4]) <= score and abs(row[4] - ours[i, 4]) <= score)
 
     unused = list(range(len(ours)))
     for i, expected in enumerate(reference):
         order = sorted(unused, key=lambda j: (j != i, abs(ours[j, 4] - expected[4])))
-        found = next((j for j in order if matches(ours[j], expected)), None)
+        found = next((j for j in order if matches(j, i)), None)
         assert found is not None, (f"AutoML row {i} {expected.tolist()} has no match; our row {i}: "
                                    f"{ours[i].tolist()}")
         unused.remove(found)
