@@ -19,27 +19,47 @@ FP32_BOX_PX, FP32_SCORE = 0.05, 2e-5
 
 
 @dataclasses.dataclass(frozen=True)
-class ReducedPrecisionBounds:
-    """How far an fp16/bf16 network (decode and NMS stay fp32) may move the fp32 CPU engine's detections.
+class Deviation:
+    """How far one frame's detections from an fp16/bf16 network (decode and NMS stay fp32) are from the
+    fp32 CPU engine's; used both as a measurement and as its bound (REDUCED_PRECISION_BOUNDS).
 
     sorted_scores: the two sorted score lists, element by element.
-    top_box_net_px, top_score: each of the `TOP` best fp32 detections has one of ours of its class with
-        every coordinate within top_box_net_px network-input pixels and the score within top_score.
-    The best detection's class is always the same.
+    top_box_net_px, top_score: over the `TOP` best fp32 detections, the nearest detection of ours of the
+        same class: its largest coordinate difference in network-input pixels, and its score difference
+        (inf where a class is missing).
     """
 
     sorted_scores: float
     top_box_net_px: float
     top_score: float
 
+    def within(self, bound: "Deviation") -> bool:
+        return all(getattr(self, f.name) <= getattr(bound, f.name) for f in dataclasses.fields(self))
+
 
 TOP = 10
-# The network in fp16/bf16 on the CPU (torch 2.13, same fixture and graph) moves them by at most: fp16
-# sorted scores 0.012, top-10 boxes 0.76 net px, scores 0.0023; bf16 0.024, 5.5 net px, 0.014.
+# Set from the network in fp16/bf16 on the CPU (torch 2.13, same fixture, graph and soft-NMS), which
+# deviates by at most: fp16 sorted scores 0.012, top-10 boxes 0.65 net px, scores 0.0017; bf16 0.024,
+# 5.0 net px, 0.020. bf16 now keeps the bounds fp16 had on the chaotic seed0 fixture (0.05, 8 px).
 REDUCED_PRECISION_BOUNDS = {
-    "fp16": ReducedPrecisionBounds(sorted_scores=0.025, top_box_net_px=1.5, top_score=0.005),
-    "bf16": ReducedPrecisionBounds(sorted_scores=0.05, top_box_net_px=8.0, top_score=0.03),
+    "fp16": Deviation(sorted_scores=0.025, top_box_net_px=1.5, top_score=0.005),
+    "bf16": Deviation(sorted_scores=0.05, top_box_net_px=8.0, top_score=0.04),
 }
+
+
+def deviation(ours: np.ndarray, reference: np.ndarray, image_scale: float) -> Deviation:
+    """`Deviation` of one frame's valid rows `ours` from `reference` (rows of the same count)."""
+    box_net_px, score = [], []
+    for row in reference[:TOP]:
+        same_class = ours[ours[:, 5] == row[5]]
+        if not len(same_class):
+            return Deviation(np.inf, np.inf, np.inf)
+        coordinates = np.abs(same_class[:, :4] - row[:4]).max(axis=1) / image_scale
+        nearest = int(coordinates.argmin())
+        box_net_px.append(coordinates[nearest])
+        score.append(abs(same_class[nearest, 4] - row[4]))
+    sorted_scores = np.abs(np.sort(ours[:, 4]) - np.sort(reference[:, 4])).max()
+    return Deviation(float(sorted_scores), float(max(box_net_px)), float(max(score)))
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +101,13 @@ def test_fp32_cuda_engine_equals_cpu_engine(cpu_reference, device):
     np.testing.assert_array_equal(second.detections, first.detections)
 
 
-def _assert_within(result, reference, batch, bounds: ReducedPrecisionBounds) -> None:
+def _assert_within(result, reference, batch, bound: Deviation) -> None:
     for i in range(batch.count):
         ours, ref = result.frame(i), reference.frame(i)
         assert len(ours) == len(ref)
         assert ours[0, 5] == ref[0, 5]
-        assert np.abs(np.sort(ours[:, 4]) - np.sort(ref[:, 4])).max() <= bounds.sorted_scores
-        for row in ref[:TOP]:
-            same_class = ours[ours[:, 5] == row[5]]
-            assert len(same_class), f"frame {i}: no detection of class {row[5]}"
-            box_net_px = np.abs(same_class[:, :4] - row[:4]).max(axis=1) / batch.image_scales[i]
-            nearest = int(box_net_px.argmin())
-            assert box_net_px[nearest] <= bounds.top_box_net_px, f"frame {i}: {row} nearest {same_class[nearest]}"
-            assert abs(same_class[nearest, 4] - row[4]) <= bounds.top_score, f"frame {i}: {row}"
+        measured = deviation(ours, ref, float(batch.image_scales[i]))
+        assert measured.within(bound), f"frame {i}: {measured}"
 
 
 @pytest.mark.parametrize("precision", list(REDUCED_PRECISION_BOUNDS))
