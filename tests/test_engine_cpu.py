@@ -1,4 +1,4 @@
-"""The detection graph and CPU engine on the AutoML fixture, and the engine factory's errors."""
+"""The detection graph and CPU engine on the AutoML fixtures, and the engine factory's errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,19 +6,20 @@ import pytest
 import torch
 from torch import nn
 
+from effdet_video.configs import get_model_config
 from effdet_video.engine.cpu import CpuEngine
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.graph import DetectionGraph, host_nms, model_config
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
-from tests.engine_inputs import FIXTURE
-
-EXPECTED = {"gaussian": "det_", "hard": "hard_det_"}
+from effdet_video.ops.letterbox import letterbox_geometry, preprocess_exact
+from tests.automl_fixture import NMS_PREFIXES, SEED0, SEED1, assert_same_detections, load_npz, reference_rows
 
 
 @pytest.fixture(scope="module")
 def fixture_data(automl_fixtures):
-    return dict(np.load(automl_fixtures / f"{FIXTURE}.npz"))
+    """SEED0: AutoML's head outputs in full, to feed the graph's post-processing."""
+    return load_npz(automl_fixtures, SEED0)
 
 
 class FixtureHeads(nn.Module):
@@ -56,43 +57,25 @@ def test_graph_postprocessing_reproduces_automl_detections(fixture_data, method,
         outputs = host_nms(outputs[:3], outputs[3], config, 100)
     detections, num_valid = outputs
     assert detections.shape == (2, 100, 6)
-    _assert_matches_automl(detections.numpy(), num_valid.numpy(), fixture_data, EXPECTED[method])
+    _assert_matches_automl(detections.numpy(), num_valid.numpy(), fixture_data, NMS_PREFIXES[method])
 
 
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:4], boxes[:, 2:4])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
-
-
-# The fixture holds TF *float32* outputs, which are up to 0.075 (logits) away from exact arithmetic on this
-# fixture's conditioned weights (our float64 model matches AutoML's float64 to 1e-10). Box for box equality
-# is therefore not attainable from the weights; measured on the top 20 detections of each frame, every
-# fixture detection has a same-class engine detection with IoU >= 0.960 and |score diff| <= 0.0020.
-TOP, MIN_IOU, MAX_SCORE_DIFF = 20, 0.93, 0.005
-
-
-@pytest.mark.parametrize("method", ["gaussian", "hard"])
-def test_cpu_engine_from_weights_finds_automls_detections(automl_fixtures, fixture_data, method):
-    """The whole engine (EfficientDet loaded from AutoML's .h5) on AutoML's exact network inputs."""
-    spec = EngineSpec(weights=str(automl_fixtures / f"{FIXTURE}.h5"), batch_size=2, device="cpu",
-                      nms_method=method)
-    result = CpuEngine(spec).infer_normalized(fixture_data["inputs"], fixture_data["image_scales"])
-    prefix = EXPECTED[method]
-    np.testing.assert_array_equal(result.num_valid, fixture_data[prefix + "valid"])
-    for frame in range(2):
-        ours = result.frame(frame)
-        boxes = fixture_data[prefix + "boxes"][frame][:TOP, [1, 0, 3, 2]]
-        for box, score, class_id in zip(boxes, fixture_data[prefix + "scores"][frame],
-                                        fixture_data[prefix + "classes"][frame]):
-            same_class = ours[ours[:, 5] == class_id]
-            assert len(same_class), f"frame {frame}: no detection of class {class_id}"
-            overlaps = _box_iou(box, same_class)
-            best = int(np.argmax(overlaps))
-            assert overlaps[best] >= MIN_IOU, f"frame {frame}: class {class_id} box {box} best IoU {overlaps[best]}"
-            assert abs(same_class[best, 4] - score) <= MAX_SCORE_DIFF
+@pytest.mark.parametrize("method", list(NMS_PREFIXES))
+def test_cpu_engine_reproduces_automl_detections_from_raw_frames(automl_fixtures, method):
+    """Our own path end to end on the calm fixture: each raw uint8 frame, AutoML's exact pre-processing,
+    the engine (EfficientDet from AutoML's .h5, float32, decode, top-K, NMS) -> AutoML's float32 detections
+    box for box."""
+    data = load_npz(automl_fixtures, SEED1)
+    config = get_model_config("d0")
+    inputs = torch.stack([preprocess_exact(data[f"images_uint8_{i}"], config) for i in range(len(data["raw_hw"]))])
+    scales = np.array([letterbox_geometry(hw, config.image_size).image_scale for hw in data["raw_hw"]], np.float32)
+    spec = EngineSpec(weights=str(automl_fixtures / f"{SEED1}.h5"), batch_size=2, device="cpu", nms_method=method)
+    result = CpuEngine(spec).infer_normalized(inputs.permute(0, 2, 3, 1).numpy(), scales)
+    prefix = NMS_PREFIXES[method]
+    np.testing.assert_array_equal(result.num_valid, data[prefix + "valid"])
+    for frame in range(result.count):
+        assert_same_detections(result.frame(frame).astype(np.float64), reference_rows(data, prefix, frame),
+                               box_px=0.5, score=1e-4)
 
 
 @pytest.mark.parametrize("field, value, message", [

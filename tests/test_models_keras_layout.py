@@ -9,6 +9,7 @@ import torch
 from effdet_video.configs import get_model_config
 from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.keras_layout import keras_groups
+from tests.automl_fixture import SEED1
 
 
 def _layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
@@ -19,7 +20,7 @@ def _layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def test_d0_layout_is_automl_listing(automl_fixtures: Path) -> None:
     """Every dataset path, shape and the Keras load order, against the fixture's listing of the .h5."""
-    lines = (automl_fixtures / "efficientdet-d0-seed0.weights.txt").read_text().splitlines()[1:]
+    lines = (automl_fixtures / f"{SEED1}.weights.txt").read_text().splitlines()[1:]
     expected = []
     for line in lines:
         path, shape = line.split("\t")
