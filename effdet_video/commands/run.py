@@ -17,7 +17,7 @@ from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
 from effdet_video.stages.output_file import check_output_path
-from effdet_video.stages.source import VideoInfo
+from effdet_video.stages.source import VideoFileSource, VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
 
 
@@ -58,9 +58,10 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
     return sinks
 
 
-def report(stats: RunStats, quiet: bool) -> None:
-    if stats.skipped_packets:
-        click.echo(f"warning: skipped {stats.skipped_packets} corrupt packets", err=True)
+def report(stats: RunStats, source: VideoFileSource, quiet: bool) -> None:
+    """What the input lost (one warning line each), then the timing summary."""
+    for line in source.warnings():
+        click.echo(f"warning: {line}", err=True)
     if not quiet:
         click.echo(stats.summary(), err=True)
 
@@ -84,17 +85,19 @@ def report(stats: RunStats, quiet: bool) -> None:
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
     outputs = planned_outputs(input_path, options)
+    labels = model_labels(options)
+    # Every option is checked before the input is opened and before any output or shared memory exists.
+    pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
+                                       progress=not options["quiet"] and sys.stderr.isatty())
     source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
     try:
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
         with factory.build_engine(engine_spec(options)) as engine:
-            sinks = open_sinks(outputs, source.info, options, model_labels(options))
-            pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
-                                               progress=not options["quiet"] and sys.stderr.isatty())
+            sinks = open_sinks(outputs, source.info, options, labels)
             control = RunControl()
             with stop_on_signals(control):
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)
     finally:
         source.close()
-    report(stats, options["quiet"])
+    report(stats, source, options["quiet"])
