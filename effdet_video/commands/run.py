@@ -14,9 +14,10 @@ from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
+from effdet_video.stages.audio_fit import check_audio_fits
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
-from effdet_video.stages.output_file import check_output_path
+from effdet_video.stages.output_file import check_free_space, check_output_path
 from effdet_video.stages.source import VideoFileSource, VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
 
@@ -38,6 +39,19 @@ def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path
     return outputs
 
 
+# Rough output sizes for the free-space check (a floor, see check_free_space): an annotated copy at the
+# default quality is of the order of the input's size, half of it is asked for; a frame of JSON Lines
+# takes at least 40 bytes, a COCO entry about 90 (one per frame counted).
+VIDEO_SIZE_FRACTION = 0.5
+TEXT_BYTES_PER_FRAME = {"jsonl": 40, "coco": 90}
+
+
+def output_needs(outputs: dict[str, Path], input_path: Path, frames: int | None) -> dict[Path, int]:
+    """Bytes each output will take, roughly."""
+    return {path: int(input_path.stat().st_size * VIDEO_SIZE_FRACTION) if kind == "output"
+            else (frames or 0) * TEXT_BYTES_PER_FRAME[kind] for kind, path in outputs.items()}
+
+
 def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any],
                labels: dict[int, str] | None = None) -> list[FrameSink]:
     """The sinks of `outputs`; if one cannot be opened, those already open are removed again."""
@@ -45,6 +59,8 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
     try:
         for kind, path in outputs.items():
             if kind == "output":
+                if not options["no_audio"]:
+                    check_audio_fits(info.path, path)
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
                                            preset=options["preset"], audio=not options["no_audio"]))
             elif kind == "jsonl":
@@ -91,6 +107,7 @@ def command(input_path: Path, **options: Any) -> None:
                                        progress=not options["quiet"] and sys.stderr.isatty())
     source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
     try:
+        check_free_space(output_needs(outputs, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
         with factory.build_engine(engine_spec(options)) as engine:
