@@ -111,3 +111,45 @@ def small_clip_path(tmp_path_factory) -> Path:
     from pipeline_clips import make_clip
 
     return make_clip(tmp_path_factory.mktemp("small") / "small.mp4", 6, audio=True)
+
+
+@pytest.fixture(scope="module")
+def still_images(tmp_path_factory) -> Path:
+    import cv2
+
+    folder = tmp_path_factory.mktemp("images")
+    image = np.full((60, 80, 3), 200, np.uint8)
+    cv2.imwrite(str(folder / "grey.png"), image)
+    (folder / "sub").mkdir()
+    cv2.imwrite(str(folder / "sub" / "grey.jpg"), image)
+    return folder
+
+
+def test_an_image_gives_an_annotated_image_and_detections(still_images, tmp_path, capsys, engines):
+    import cv2
+
+    code, err = run_cli(capsys, still_images / "grey.png", "-o", tmp_path / "boxes.png", "--jsonl", tmp_path / "d.jsonl",
+                        "--coco", tmp_path / "c.json", "-q")
+    assert code == 0 and err == ""
+    drawn = cv2.imread(str(tmp_path / "boxes.png"))
+    assert drawn.shape == (60, 80, 3)
+    assert (drawn != 200).any(axis=2).sum() > 50  # the fake engine's person and car boxes are drawn
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0] and [d["class_name"] for d in rows[0]["detections"]] == ["person", "car"]
+    assert len(json.loads((tmp_path / "c.json").read_text())) == 2
+
+
+def test_an_image_into_a_video_file_is_refused(still_images, tmp_path, capsys, engines):
+    code, err = run_cli(capsys, still_images / "grey.png", "-o", tmp_path / "o.mp4")
+    assert code == 2
+    assert err.splitlines() == [f"error: {tmp_path / 'o.mp4'}: the input is a still image, so the annotated copy is "
+                                "an image too: use one of .png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff"]
+    assert list(tmp_path.iterdir()) == [] and engines == []
+
+
+def test_batch_of_images(still_images, tmp_path, capsys, engines):
+    out = tmp_path / "out"
+    code, _ = run_cli(capsys, "batch", still_images, "-o", out, "--ext", "png,jpg", "--format", "video,jsonl", "-q")
+    assert code == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")) == [
+        "grey.png", "grey.png.jsonl", "sub/grey.jpg", "sub/grey.jpg.jsonl"]

@@ -16,7 +16,7 @@ import pytest
 
 from effdet_video.errors import UserError
 from effdet_video.stages import detection_sinks, output_file
-from effdet_video.stages.output_file import UnnamedTextFile
+from effdet_video.stages.output_file import UnnamedFile
 from pipeline_clips import make_clip
 from test_cli import engines, run_cli  # noqa: F401 - the fixture is used by name
 
@@ -59,7 +59,7 @@ def test_too_little_free_space_is_refused_up_front(clip, tmp_path, capsys, engin
     assert list(tmp_path.iterdir()) == [] and engines == []
 
 
-class FullDiskFile(UnnamedTextFile):
+class FullDiskFile(UnnamedFile):
     """Writes go to /dev/full, which fails every write with ENOSPC, as a full disk does."""
 
     def __init__(self, final: Path) -> None:
@@ -69,7 +69,7 @@ class FullDiskFile(UnnamedTextFile):
 
 
 def test_disk_full_while_writing_is_one_line_naming_the_file(clip, tmp_path, capsys, engines, monkeypatch):
-    monkeypatch.setattr(detection_sinks, "UnnamedTextFile", FullDiskFile)
+    monkeypatch.setattr(detection_sinks, "UnnamedFile", FullDiskFile)
     code, err = run_cli(capsys, clip, "--no-video", "--jsonl", tmp_path / "d.jsonl", "--coco", tmp_path / "c.json")
     assert code == 2
     assert err.splitlines() == [f"error: {tmp_path / 'd.jsonl'}: writing failed (No space left on device)"]
@@ -78,12 +78,12 @@ def test_disk_full_while_writing_is_one_line_naming_the_file(clip, tmp_path, cap
 
 def test_unnamed_file_has_no_name_until_committed(tmp_path):
     final = tmp_path / "d.jsonl"
-    written = UnnamedTextFile(final)
+    written = UnnamedFile(final)
     written.write("{}\n")
     assert list(tmp_path.iterdir()) == []
     written.commit()
     assert list(tmp_path.iterdir()) == [final] and final.read_text() == "{}\n"
-    discarded = UnnamedTextFile(tmp_path / "e.jsonl")
+    discarded = UnnamedFile(tmp_path / "e.jsonl")
     discarded.write("x")
     discarded.discard()
     assert list(tmp_path.iterdir()) == [final]
@@ -179,3 +179,14 @@ def test_sigkill_leaves_nothing(tmp_path, video):
     assert list(out_dir.iterdir()) == []
     assert [child for child in children if Path(f"/proc/{child}").exists()] == []
     assert set(os.listdir("/dev/shm")) - shm_before == set()
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("/sys/kernel/effdet-out", "output folder /sys/kernel/effdet-out: cannot create it ("),
+    ("/sys", "output folder /sys: cannot write in it ("),
+])
+def test_batch_output_folder_that_cannot_be_written(clip, capsys, engines, folder, message):
+    code, err = run_cli(capsys, "batch", clip.parent, "-o", folder, "--format", "jsonl")
+    assert code == 2
+    assert err.splitlines() == [err.strip()] and err.startswith(f"error: {message}")
+    assert engines == []

@@ -29,6 +29,7 @@ from effdet_video.pipeline.batch_runner import (BatchOptions, BatchSummary, Item
 from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
+from effdet_video.stages.output_file import make_output_folder
 from effdet_video.stages.source import VideoInfo
 
 DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
@@ -127,6 +128,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
 
     Engine batches default to 64 frames on CUDA here (many streams fill them), 2 on the CPU."""
     kinds = parse_kinds(options["formats"])
+    make_output_folder(output_dir)
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])

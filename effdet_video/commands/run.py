@@ -17,6 +17,7 @@ from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.audio_fit import check_audio_fits
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
+from effdet_video.stages.image_sink import ImageFileSink, check_image_output
 from effdet_video.stages.output_file import check_free_space, check_output_path
 from effdet_video.stages.source import VideoFileSource, VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
@@ -58,7 +59,9 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
     sinks: list[FrameSink] = []
     try:
         for kind, path in outputs.items():
-            if kind == "output":
+            if kind == "output" and info.still_image:
+                sinks.append(ImageFileSink(path))
+            elif kind == "output":
                 if not options["no_audio"]:
                     check_audio_fits(info.path, path)
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
@@ -85,7 +88,8 @@ def report(stats: RunStats, source: VideoFileSource, quiet: bool) -> None:
 @click.command("run")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Annotated video; container from the extension (.mp4 .mov .mkv .m4v .webm).")
+              help="Annotated video; container from the extension (.mp4 .mov .mkv .m4v .webm). For an image "
+                   "INPUT, an image (.png .jpg ...).")
 @click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
               help="Also write detections as JSON Lines, one object per frame.")
 @click.option("--coco", type=click.Path(dir_okay=False), default=None,
@@ -107,6 +111,8 @@ def command(input_path: Path, **options: Any) -> None:
                                        progress=not options["quiet"] and sys.stderr.isatty())
     source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
     try:
+        if source.info.still_image and "output" in outputs:
+            check_image_output(outputs["output"])
         check_free_space(output_needs(outputs, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 

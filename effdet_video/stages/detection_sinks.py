@@ -8,7 +8,7 @@ from typing import Any
 from effdet_video.configs.labels import label_name
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.output_file import UnnamedTextFile
+from effdet_video.stages.output_file import UnnamedFile
 
 
 def frame_object(record: FrameRecord, labels: dict[int, str] | None = None) -> dict[str, Any]:
@@ -36,10 +36,10 @@ def coco_results(record: FrameRecord) -> list[dict[str, Any]]:
 
 
 class _TextFileSink(FrameSink):
-    """A text output without a name until `finish` publishes it (see UnnamedTextFile)."""
+    """A text output without a name until `finish` publishes it (see UnnamedFile)."""
 
     def __init__(self, output: Path) -> None:
-        self._file = UnnamedTextFile(output)
+        self._file = UnnamedFile(output)
 
     def _write(self, text: str) -> None:
         self._file.write(text)

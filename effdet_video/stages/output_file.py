@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from effdet_video.errors import UserError
 
@@ -28,13 +28,29 @@ def check_output_path(output: Path, inputs: tuple[Path, ...], overwrite: bool) -
 
 
 def check_writable(output: Path) -> None:
-    """Create (and drop) an unnamed file in `output`'s folder: the one test that also holds for root
-    and for read-only mounts, where permission bits say nothing."""
+    """A UserError if `output`'s folder cannot be written (see unwritable)."""
+    if problem := unwritable(output.parent):
+        raise UserError(f"{output}: cannot write in {output.parent} ({problem})")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why nothing can be written in `folder`, or None: an unnamed file is created there and dropped,
+    the one test that also holds for root and for read-only mounts, where permission bits say nothing."""
     try:
-        with tempfile.TemporaryFile(dir=output.parent):
-            pass
+        with tempfile.TemporaryFile(dir=folder):
+            return None
     except OSError as error:
-        raise UserError(f"{output}: cannot write in {output.parent} ({error.strerror})") from None
+        return error.strerror
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) if missing and check it can be written, as one-line errors."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"output folder {folder}: cannot create it ({error.strerror})") from None
+    if problem := unwritable(folder):
+        raise UserError(f"output folder {folder}: cannot write in it ({problem})")
 
 
 def check_free_space(needs: dict[Path, int]) -> None:
@@ -88,17 +104,18 @@ def _link_unnamed(fd: int, path: Path) -> None:
         os.close(fds)
 
 
-class UnnamedTextFile:
-    """A text output that has no name until it is complete: on Linux an O_TMPFILE file in the output's
+class UnnamedFile:
+    """An output (text, or bytes if `binary`) that has no name until it is complete: on Linux an O_TMPFILE file in the output's
     folder, linked under a temporary name and renamed over `final` by `commit`, so that a process
     killed at any point (SIGKILL included) leaves nothing behind. Where O_TMPFILE is missing it falls
     back to a PartialFile, which only a kill can leave behind (batch runs remove such leftovers).
     Write failures are UserErrors naming `final`."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, binary: bool = False) -> None:
         self.final = final
         self._partial = PartialFile(final)
         self._fd: int | None = None
+        mode, encoding = ("wb", None) if binary else ("w", "utf-8")
         try:
             self._fd = os.open(final.parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
         except AttributeError:  # not Linux
@@ -108,16 +125,16 @@ class UnnamedTextFile:
                 raise write_failure(final, error) from None
         try:
             if self._fd is not None:
-                self.stream: TextIO = os.fdopen(self._fd, "w", encoding="utf-8", closefd=False)
+                self.stream: IO = os.fdopen(self._fd, mode, encoding=encoding, closefd=False)
             else:
-                self.stream = open(self._partial.temporary, "w", encoding="utf-8")
+                self.stream = open(self._partial.temporary, mode, encoding=encoding)
         except OSError as error:
             self._close_fd()
             raise write_failure(final, error) from None
 
-    def write(self, text: str) -> None:
+    def write(self, data: str | bytes) -> None:
         try:
-            self.stream.write(text)
+            self.stream.write(data)
         except OSError as error:
             raise write_failure(self.final, error) from None
 

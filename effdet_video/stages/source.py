@@ -14,6 +14,7 @@ import av
 
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.image_sink import is_still_image
 from effdet_video.stages.input_damage import DamageLog
 from effdet_video.stages.base import FrameSource
 from effdet_video.stages.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
@@ -34,6 +35,7 @@ class VideoInfo:
     rate: Fraction | None
     rotation: int
     codec: str
+    still_image: bool = False  # a PNG, JPEG, ... (one frame; its annotated copy is an image)
 
 
 def open_container(path: Path) -> av.container.InputContainer:
@@ -84,6 +86,7 @@ class VideoFileSource(FrameSource):
             rate=rate,
             rotation=display_rotation(first),
             codec=self._stream.codec_context.name,
+            still_image=is_still_image(self._container.format.name),
         )
         period = max(1, round(1 / (rate * self.info.time_base))) if rate else 1
         self.damage = DamageLog(path, self.info.time_base, period)
