@@ -128,7 +128,6 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
 
     Engine batches default to 64 frames on CUDA here (many streams fill them), 2 on the CPU."""
     kinds = parse_kinds(options["formats"])
-    make_output_folder(output_dir)
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
@@ -148,6 +147,8 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         output_options=output_options(options, kinds),
         redo=options["redo"],
     )
+
+    make_output_folder(output_dir)  # once every option is known good
 
     def sinks_for(outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
         return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},

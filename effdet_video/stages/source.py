@@ -202,7 +202,7 @@ class VideoFileSource(FrameSource):
                 self._reopen(threaded, seek_to)
                 resumed_after = delivered
             try:
-                for picture in self._decode_pass(threaded, delivered, failed_at):
+                for picture in self._decode_pass(threaded, resumed_after, failed_at):
                     if picture.pts is not None:
                         if resumed_after is not None and picture.pts <= resumed_after:
                             continue  # delivered before this pass started
@@ -214,11 +214,11 @@ class VideoFileSource(FrameSource):
             except _PastDamage as past:
                 threaded, seek_to = True, past.keyframe
 
-    def _decode_pass(self, threaded: bool, delivered: int | None, failed_at: float) -> Iterator[av.VideoFrame]:
+    def _decode_pass(self, threaded: bool, resumed_after: int | None, failed_at: float) -> Iterator[av.VideoFrame]:
         """Decode from where the container stands. Threaded: an error raises _ThreadedDecodeFailed. Not
-        threaded (the CPU decoder's fallback): bad packets are skipped and counted (those past what was
-        delivered before, which earlier passes did not count), and the first keyframe past `failed_at`
-        raises _PastDamage once the decoder is drained."""
+        threaded (NVDEC, or the CPU decoder's fallback): bad packets are skipped and counted (in a pass
+        resumed after pts `resumed_after`, only those past it: an earlier pass counted the others), and
+        the fallback raises _PastDamage at the first keyframe past `failed_at`, once drained."""
         fallback = not threaded and self._threaded
         for packet in self._packets():
             if fallback and packet is not None and packet.is_keyframe and packet.pts is not None \
@@ -230,7 +230,7 @@ class VideoFileSource(FrameSource):
             except av.error.InvalidDataError:
                 if threaded:
                     raise _ThreadedDecodeFailed(math.inf if packet is None or packet.pts is None else packet.pts)
-                if packet is None or packet.pts is None or delivered is None or packet.pts > delivered:
+                if packet is None or packet.pts is None or resumed_after is None or packet.pts > resumed_after:
                     self.skipped_packets += 1
                 continue
             yield from pictures
