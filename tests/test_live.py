@@ -116,3 +116,35 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class _SlowToStart(FakeEngine):
+    """An engine like the CPU one at its first call: the first batch takes `first_s`."""
+
+    def __init__(self, first_s: float) -> None:
+        super().__init__(batch_size=1)
+        self._first_s = first_s
+
+    def submit(self, batch):
+        if self.batches == 0:
+            time.sleep(self._first_s)
+        return super().submit(batch)
+
+
+def test_a_file_plays_only_once_the_engine_is_ready(tmp_path) -> None:
+    """`live clip --realtime --duration 5` on a 3 s clip, the engine taking 1.5 s to build and 1.5 s for
+    its first batch: the clock starts after both, so the frames are processed, not dropped."""
+    from pipeline_clips import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 30, rate=10)
+
+    def build() -> FakeEngine:
+        time.sleep(1.5)
+        return _SlowToStart(first_s=1.5)
+
+    result = run_live(parse_location(str(clip)), LiveOptions(realtime=True), build,
+                      LiveOutputs(jsonl=str(tmp_path / "d.jsonl")), duration_s=5.0)
+    assert result["ended"] == "source ended"
+    assert result["decoded"] == 30 and result["dropped_warmup"] == 0
+    assert result["latency"]["frames"] + result["dropped"] == 30 and result["dropped"] <= 2
+    assert result["latency"]["max_ms"] < 500

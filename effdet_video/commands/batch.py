@@ -29,6 +29,7 @@ from effdet_video.pipeline.batch_runner import (BatchOptions, BatchSummary, Item
 from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
+from effdet_video.stages.output_file import make_output_folder
 from effdet_video.stages.source import VideoInfo
 
 DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
@@ -146,6 +147,8 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         output_options=output_options(options, kinds),
         redo=options["redo"],
     )
+
+    make_output_folder(output_dir)  # once every option is known good
 
     def sinks_for(outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
         return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},

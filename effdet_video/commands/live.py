@@ -36,7 +36,8 @@ def _say(message: str) -> None:
 def _summary(result: dict[str, Any]) -> str:
     latency = result["latency"]
     line = (f"{result['ended']}; {latency['frames']} frames out of {result['decoded']} decoded "
-            f"({result['dropped']} dropped), {latency['fps']:.1f} fps")
+            f"({result['dropped']} dropped under load, {result['dropped_warmup']} during warm-up), "
+            f"{latency['fps']:.1f} fps")
     if latency["p50_ms"] is not None:
         line += (f"; latency p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
                  f"max {latency['max_ms']:.1f} ms")

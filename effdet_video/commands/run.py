@@ -14,10 +14,12 @@ from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
+from effdet_video.stages.audio_fit import check_audio_fits
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
-from effdet_video.stages.output_file import check_output_path
-from effdet_video.stages.source import VideoInfo
+from effdet_video.stages.image_sink import ImageFileSink, check_image_output
+from effdet_video.stages.output_file import check_free_space, check_output_path
+from effdet_video.stages.source import VideoFileSource, VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
 
 
@@ -38,13 +40,30 @@ def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path
     return outputs
 
 
+# Rough output sizes for the free-space check (a floor, see check_free_space): an annotated copy at the
+# default quality is of the order of the input's size, half of it is asked for; a frame of JSON Lines
+# takes at least 40 bytes, a COCO entry about 90 (one per frame counted).
+VIDEO_SIZE_FRACTION = 0.5
+TEXT_BYTES_PER_FRAME = {"jsonl": 40, "coco": 90}
+
+
+def output_needs(outputs: dict[str, Path], input_path: Path, frames: int | None) -> dict[Path, int]:
+    """Bytes each output will take, roughly."""
+    return {path: int(input_path.stat().st_size * VIDEO_SIZE_FRACTION) if kind == "output"
+            else (frames or 0) * TEXT_BYTES_PER_FRAME[kind] for kind, path in outputs.items()}
+
+
 def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any],
                labels: dict[int, str] | None = None) -> list[FrameSink]:
     """The sinks of `outputs`; if one cannot be opened, those already open are removed again."""
     sinks: list[FrameSink] = []
     try:
         for kind, path in outputs.items():
-            if kind == "output":
+            if kind == "output" and info.still_image:
+                sinks.append(ImageFileSink(path))
+            elif kind == "output":
+                if not options["no_audio"]:
+                    check_audio_fits(info.path, path)
                 sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
                                            preset=options["preset"], audio=not options["no_audio"], labels=labels))
             elif kind == "jsonl":
@@ -58,9 +77,10 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
     return sinks
 
 
-def report(stats: RunStats, quiet: bool) -> None:
-    if stats.skipped_packets:
-        click.echo(f"warning: skipped {stats.skipped_packets} corrupt packets", err=True)
+def report(stats: RunStats, source: VideoFileSource, quiet: bool) -> None:
+    """What the input lost (one warning line each), then the timing summary."""
+    for line in source.warnings():
+        click.echo(f"warning: {line}", err=True)
     if not quiet:
         click.echo(stats.summary(), err=True)
 
@@ -68,7 +88,8 @@ def report(stats: RunStats, quiet: bool) -> None:
 @click.command("run")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Annotated video; container from the extension (.mp4 .mov .mkv .m4v .webm).")
+              help="Annotated video; container from the extension (.mp4 .mov .mkv .m4v .webm). For an image "
+                   "INPUT, an image (.png .jpg ...).")
 @click.option("--jsonl", type=click.Path(dir_okay=False), default=None,
               help="Also write detections as JSON Lines, one object per frame.")
 @click.option("--coco", type=click.Path(dir_okay=False), default=None,
@@ -84,17 +105,22 @@ def report(stats: RunStats, quiet: bool) -> None:
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
     outputs = planned_outputs(input_path, options)
+    labels = model_labels(options)
+    # Every option is checked before the input is opened and before any output or shared memory exists.
+    pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
+                                       progress=not options["quiet"] and sys.stderr.isatty())
     source = single_video_opener(options)(input_path)
     try:
+        if source.info.still_image and "output" in outputs:
+            check_image_output(outputs["output"])
+        check_free_space(output_needs(outputs, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
         with factory.build_engine(engine_spec(options)) as engine:
-            sinks = open_sinks(outputs, source.info, options, model_labels(options))
-            pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
-                                               progress=not options["quiet"] and sys.stderr.isatty())
+            sinks = open_sinks(outputs, source.info, options, labels)
             control = RunControl()
             with stop_on_signals(control):
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)
     finally:
         source.close()
-    report(stats, options["quiet"])
+    report(stats, source, options["quiet"])

@@ -31,11 +31,23 @@ class Letterbox:
     scale:       s, network pixels per frame pixel (float32 value, AutoML's rule).
     resized_hw:  (height, width) of the frame's content in the network input, top-left.
     image_scale: 1 / s in float32: multiplies network-space boxes back to frame pixels.
+    frame_hw:    (height, width) of the frame itself, which boxes scaled back are clipped to.
     """
 
     scale: float
     resized_hw: tuple[int, int]
     image_scale: float
+    frame_hw: tuple[int, int]
+
+    def clip_to_frame(self, rows: np.ndarray) -> np.ndarray:
+        """Detections [n, 6] (x0, y0, x1, y1, score, class) in frame pixels -> a copy with the boxes
+        clipped to the frame: AutoML clips in network space, where a box may reach into the padding beyond the
+        frame's bottom or right edge (and scaled back, past the frame by up to the padding's size)."""
+        height, width = self.frame_hw
+        clipped = rows.copy()
+        clipped[:, 0:4:2] = np.clip(rows[:, 0:4:2], 0, width)
+        clipped[:, 1:4:2] = np.clip(rows[:, 1:4:2], 0, height)
+        return clipped
 
 
 def letterbox_geometry(raw_hw: Sequence[int], image_size: Sequence[int]) -> Letterbox:
@@ -46,7 +58,8 @@ def letterbox_geometry(raw_hw: Sequence[int], image_size: Sequence[int]) -> Lett
         raise ValueError(f"cannot letterbox an empty frame of size {tuple(raw_hw)}")
     scale = min(np.float32(image_size[0]) / raw_h, np.float32(image_size[1]) / raw_w)
     resized_hw = (max(1, int(raw_h * scale)), max(1, int(raw_w * scale)))
-    return Letterbox(scale=float(scale), resized_hw=resized_hw, image_scale=float(np.float32(1.0) / scale))
+    return Letterbox(scale=float(scale), resized_hw=resized_hw, image_scale=float(np.float32(1.0) / scale),
+                     frame_hw=(int(raw_hw[0]), int(raw_hw[1])))
 
 
 def _normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

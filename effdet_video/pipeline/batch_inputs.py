@@ -8,6 +8,7 @@ from pathlib import Path
 
 from effdet_video.errors import UserError
 from effdet_video.stages.encoding import DEFAULT_CODECS
+from effdet_video.stages.image_sink import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
                     ".wmv", ".mpg", ".mpeg", ".3gp")
@@ -22,12 +23,13 @@ class BatchItem:
     relative: Path
 
     def outputs(self, output_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
-        """The output files of `kinds`: the video keeps the input's name (plus .mp4 when its extension
-        cannot be written); detections append .jsonl / .coco.json to the full name, so that clip.mp4
+        """The output files of `kinds`: the video (an image, for an image input) keeps the input's name
+        (plus .mp4 when its extension cannot be written); detections append .jsonl / .coco.json to the full name, so that clip.mp4
         and clip.mov in one folder never share an output."""
         target = output_dir / self.relative
         names = {
-            "video": target if target.suffix.lower() in DEFAULT_CODECS else target.with_name(target.name + ".mp4"),
+            "video": target if target.suffix.lower() in (*DEFAULT_CODECS, *IMAGE_EXTENSIONS)
+            else target.with_name(target.name + ".mp4"),
             "jsonl": target.with_name(target.name + ".jsonl"),
             "coco": target.with_name(target.name + ".coco.json"),
         }

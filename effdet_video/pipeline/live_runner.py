@@ -18,7 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from effdet_video.engine.base import Engine
+import numpy as np
+
+from effdet_video.engine.base import Engine, InferenceBatch
 from effdet_video.pipeline.control import Interrupted, RunControl
 from effdet_video.pipeline.live_latency import LatencyRecorder
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
@@ -88,6 +90,16 @@ def _signals_stop(on_signal: Callable[[int], None]) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def warm_up(engine: Engine) -> None:
+    """One batch of blank frames through the engine, so that its first-call costs (allocations, kernel
+    selection: seconds on a CPU) are paid before the source starts, not by the first frames."""
+    height, width = engine.image_size
+    size = engine.batch_size
+    batch = InferenceBatch(np.zeros((size, height, width, 3), np.uint8), np.full((size, 2), (height, width), np.int32),
+                           np.ones(size, np.float32), size)
+    engine.submit(batch).result()
+
+
 def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Callable[[], Engine],
              outputs: LiveOutputs, detection_filter: DetectionFilter = DetectionFilter(),
              labels: dict[int, str] | None = None, duration_s: float | None = None,
@@ -123,6 +135,8 @@ def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Calla
                         report(f"preview: {preview.url}")
                         sinks.append(PreviewSink(preview))
                     sinks.append(LatencySink(source, recorder))
+                    warm_up(engine)
+                    source.begin()
                     recorder.restart()
                     if timer:
                         timer.start()
@@ -146,6 +160,7 @@ def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Calla
     else:
         ended = source.end_message
     result = {"source": location.url, "ended": ended, "decoded": source.decoded, "dropped": source.dropped,
+              "dropped_warmup": source.warmup_dropped,
               "skipped_packets": source.skipped_packets, "latency": recorder.summary()}
     if outputs.stats_json:
         outputs.stats_json.write_text(json.dumps(result, indent=1) + "\n")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from effdet_video.configs.labels import label_name
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.output_file import PartialFile
+from effdet_video.stages.output_file import UnnamedFile
 
 
 def frame_object(record: FrameRecord, labels: dict[int, str] | None = None) -> dict[str, Any]:
@@ -36,18 +36,18 @@ def coco_results(record: FrameRecord) -> list[dict[str, Any]]:
 
 
 class _TextFileSink(FrameSink):
-    """A text output written under a temporary name and renamed by `finish`."""
+    """A text output without a name until `finish` publishes it (see UnnamedFile)."""
 
     def __init__(self, output: Path) -> None:
-        self._file = PartialFile(output)
-        self._stream: TextIO = open(self._file.temporary, "w", encoding="utf-8")
+        self._file = UnnamedFile(output)
+
+    def _write(self, text: str) -> None:
+        self._file.write(text)
 
     def finish(self) -> None:
-        self._stream.close()
         self._file.commit()
 
     def abort(self) -> None:
-        self._stream.close()
         self._file.discard()
 
 
@@ -57,7 +57,7 @@ class JsonLinesSink(_TextFileSink):
         self._labels = labels
 
     def write(self, record: FrameRecord) -> None:
-        self._stream.write(json.dumps(frame_object(record, self._labels)) + "\n")
+        self._write(json.dumps(frame_object(record, self._labels)) + "\n")
 
 
 class CocoResultsSink(_TextFileSink):
@@ -65,14 +65,14 @@ class CocoResultsSink(_TextFileSink):
 
     def __init__(self, output: Path) -> None:
         super().__init__(output)
-        self._stream.write("[")
+        self._write("[")
         self._entries = 0
 
     def write(self, record: FrameRecord) -> None:
         for entry in coco_results(record):
-            self._stream.write(("," if self._entries else "") + "\n" + json.dumps(entry))
+            self._write(("," if self._entries else "") + "\n" + json.dumps(entry))
             self._entries += 1
 
     def finish(self) -> None:
-        self._stream.write("\n]\n")
+        self._write("\n]\n")
         super().finish()

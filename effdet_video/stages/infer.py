@@ -83,6 +83,6 @@ class BatchRunner:
             with self.clock.busy(items=0):
                 result = pending.result()
             for i, record in enumerate(records):
-                record.detections = self.filter.apply(result.frame(i))
+                record.detections = self.filter.apply(record.letterbox.clip_to_frame(result.frame(i)))
             done.extend(records)
         return done

@@ -98,6 +98,12 @@ class LatestFrame:
             self._item = item
             self._cond.notify_all()
 
+    def restamp(self, captured: float) -> None:
+        """Give the unread item, if any, a new capture time (a held file's first frame, once played)."""
+        with self._cond:
+            if self._item is not None:
+                self._item = (self._item[0], captured)
+
     def end(self) -> None:
         with self._cond:
             self._ended = True
@@ -130,6 +136,10 @@ class _RealtimeClock:
     def new_pass(self) -> None:
         self._origin = None
 
+    def restart(self) -> None:
+        """Start over from now: the next frame is due at once, those after it at their pace."""
+        self._origin = self._last_due = None
+
     def due(self, seconds: float) -> float:
         if self._origin is None:
             start = time.monotonic() if self._last_due is None else self._last_due + self._period
@@ -144,6 +154,10 @@ class _RealtimeClock:
 class LiveSource(FrameSource):
     """Frames of a live location, only ever the newest; see the module docstring.
 
+    `start` reads the first frame (the sinks are made for its size); `begin` says the engine is ready.
+    Until then a file played in real time waits after its first frame, and its clock starts at `begin`;
+    a camera or stream cannot wait, and the frames it replaces meanwhile are counted apart, in
+    `warmup_dropped`, from those dropped under load (`dropped`).
     `report` receives one-line status messages for the user (source lost, reconnecting, ended)."""
 
     def __init__(self, location: LiveLocation, options: LiveOptions = LiveOptions(),
@@ -164,11 +178,29 @@ class LiveSource(FrameSource):
         self._captured: dict[int, float] = {}
         self._origin = 0.0
         self._clock = _RealtimeClock()
+        self._begun = threading.Event()
+        self.warmup_dropped = 0
         self._reader = threading.Thread(target=self._read, name="effdet-live-reader", daemon=True)
 
     @property
     def dropped(self) -> int:  # type: ignore[override]
-        return self._mailbox.overwritten
+        """Frames dropped since `begin` because the pipeline was busy."""
+        return self._mailbox.overwritten - self.warmup_dropped
+
+    def begin(self) -> None:
+        """The engine is ready: a held file plays on from now (its first frame counts as captured now),
+        and what a live source dropped until now is warm-up."""
+        now = time.monotonic()
+        if self._holds_until_begun:
+            self._clock.restart()
+            self._mailbox.restamp(now)
+            self._origin = now
+        self.warmup_dropped = self._mailbox.overwritten
+        self._begun.set()
+
+    @property
+    def _holds_until_begun(self) -> bool:
+        return self.location.kind == "file"
 
     def start(self) -> VideoInfo | None:
         """Start reading and wait for the first frame (its size is what the sinks are made for); None if
@@ -302,6 +334,10 @@ class LiveSource(FrameSource):
             container.close()
 
     def _publish(self, picture: av.VideoFrame) -> None:
+        if self._holds_until_begun and self.decoded and not self._begun.is_set():
+            while not self._begun.wait(POLL_S):
+                if self._stop.is_set():
+                    return
         if self.options.realtime and picture.time is not None:
             if self._stop.wait(max(0.0, self._clock.due(picture.time) - time.monotonic())):
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +14,8 @@ import av
 
 from effdet_video.errors import UserError
 from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.image_sink import is_still_image
+from effdet_video.stages.input_damage import DamageLog
 from effdet_video.stages.base import FrameSource
 from effdet_video.stages.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
                                            single_threaded)
@@ -36,6 +39,7 @@ class VideoInfo:
     codec: str
     pix_fmt: str = "yuv420p"
     colour: tuple[int, int, int, int] = (2, 0, 2, 2)
+    still_image: bool = False  # a PNG, JPEG, ... (one frame; its annotated copy is an image)
 
 
 def frame_colour(picture: av.VideoFrame) -> tuple[int, int, int, int]:
@@ -99,12 +103,16 @@ class VideoFileSource(FrameSource):
             codec=self._stream.codec_context.name,
             pix_fmt=decoded_format(first),
             colour=frame_colour(first),
+            still_image=is_still_image(self._container.format.name),
         )
+        period = max(1, round(1 / (rate * self.info.time_base))) if rate else 1
+        self.damage = DamageLog(path, self.info.time_base, period)
 
     def _start(self, container: av.container.InputContainer, nvdec: bool = False) -> None:
         """Take `container` and decode its first frame; `container` is closed if that fails."""
         self.skipped_packets = 0
         self._container = container
+        self._threaded = not nvdec
         try:
             self._stream = self._video_stream(nvdec)
             self._pictures = self._decode()
@@ -159,13 +167,13 @@ class VideoFileSource(FrameSource):
             return "NVDEC decoded none of its frames"
         return None
 
-    def _video_stream(self, nvdec: bool = False) -> av.video.stream.VideoStream:
+    def _video_stream(self, nvdec: bool = False, threaded: bool = True) -> av.video.stream.VideoStream:
         if not self._container.streams.video:
             raise UserError(f"{self.path}: has no video stream")
         stream = self._container.streams.video[0]
         if stream.codec_context is None:
             raise UserError(f"{self.path}: unsupported video codec (this FFmpeg build has no decoder for it)")
-        if nvdec:
+        if nvdec or not threaded:
             single_threaded(stream.codec_context)
         else:
             stream.codec_context.thread_type = "AUTO"
@@ -179,9 +187,9 @@ class VideoFileSource(FrameSource):
             return round(self._container.duration / av.time_base * float(rate))
         return None
 
-    def _packets(self) -> Iterator[av.Packet]:
-        """Demuxed packets; a demuxer error (damaged container) counts as one skipped packet and ends
-        the stream, which keeps everything decoded so far."""
+    def _packets(self) -> Iterator[av.Packet | None]:
+        """Demuxed packets, then None (flush the decoder). A demuxer error (damaged container) counts as
+        one skipped packet and ends the stream, which keeps everything decoded so far."""
         packets = self._container.demux(self._stream)
         while True:
             try:
@@ -190,30 +198,89 @@ class VideoFileSource(FrameSource):
                 return
             except av.error.InvalidDataError:
                 self.skipped_packets += 1
+                yield None
                 return
             yield packet
 
     def _decode(self) -> Iterator[av.VideoFrame]:
-        for packet in self._packets():
+        """Every readable frame, in presentation order.
+
+        A frame-threaded decoder that meets damage reports the error in place of the frames still in its
+        threads (up to one per thread), which would be lost. So on such an error the file is opened again
+        and decoded single-threaded (which loses nothing, only the bad packets) from the keyframe before
+        the last frame delivered, and threaded again from the first keyframe past the damage; frames
+        already delivered are not delivered twice."""
+        delivered: int | None = None
+        threaded, seek_to = self._threaded, None
+        failed_at = -math.inf
+        while True:
+            resumed_after = None
+            if seek_to is not None:
+                self._reopen(threaded, seek_to)
+                resumed_after = delivered
             try:
-                pictures = packet.decode()
+                for picture in self._decode_pass(threaded, resumed_after, failed_at):
+                    if picture.pts is not None:
+                        if resumed_after is not None and picture.pts <= resumed_after:
+                            continue  # delivered before this pass started
+                        delivered = picture.pts if delivered is None else max(delivered, picture.pts)
+                    yield picture
+                return
+            except _ThreadedDecodeFailed as failure:
+                threaded, seek_to, failed_at = False, delivered if delivered is not None else -math.inf, failure.at
+            except _PastDamage as past:
+                threaded, seek_to = True, past.keyframe
+
+    def _decode_pass(self, threaded: bool, resumed_after: int | None, failed_at: float) -> Iterator[av.VideoFrame]:
+        """Decode from where the container stands. Threaded: an error raises _ThreadedDecodeFailed. Not
+        threaded (NVDEC, or the CPU decoder's fallback): bad packets are skipped and counted (in a pass
+        resumed after pts `resumed_after`, only those past it: an earlier pass counted the others), and
+        the fallback raises _PastDamage at the first keyframe past `failed_at`, once drained."""
+        fallback = not threaded and self._threaded
+        for packet in self._packets():
+            if fallback and packet is not None and packet.is_keyframe and packet.pts is not None \
+                    and packet.pts > failed_at:
+                yield from self._stream.decode(None)
+                raise _PastDamage(packet.pts)
+            try:
+                pictures = self._stream.decode(packet)
             except av.error.InvalidDataError:
-                self.skipped_packets += 1
+                if threaded:
+                    raise _ThreadedDecodeFailed(math.inf if packet is None or packet.pts is None else packet.pts)
+                if packet is None or packet.pts is None or resumed_after is None or packet.pts > resumed_after:
+                    self.skipped_packets += 1
                 continue
             yield from pictures
 
+    def _reopen(self, threaded: bool, seek_to: float) -> None:
+        """A fresh container and decoder, positioned at the keyframe at or before pts `seek_to`. The old
+        decoder is flushed first: freeing a frame-threaded decoder that failed mid-stream can hang."""
+        self._stream.codec_context.flush_buffers()
+        self._container.close()
+        self._container = open_container(self.path)
+        self._stream = self._video_stream(threaded=threaded)
+        if seek_to != -math.inf:
+            self._container.seek(int(seek_to), stream=self._stream, backward=True)
+
     def frames(self) -> Iterator[FrameRecord]:
         """Frames with their timestamps; a frame without pts (raw streams) gets the previous frame's
-        pts plus its duration (or one nominal frame period)."""
+        pts plus its duration (or one nominal frame period). What damage cost is noted in `damage`."""
         time_base = self.info.time_base
-        step = max(1, round(1 / (self.info.rate * time_base))) if self.info.rate else 1
         next_pts = 0
         for index, picture in enumerate(self._pictures_from_first()):
             pts = picture.pts if picture.pts is not None else next_pts
             duration = int(picture.duration or 0)
-            next_pts = pts + (duration or step)
+            next_pts = pts + (duration or self.damage.period)
+            self.damage.frame(pts, duration)
             yield FrameRecord(index=index, pts=pts, time_base=time_base, duration=duration,
                               rotation=self.info.rotation, picture=picture)
+        declared = self._container.duration
+        self.damage.ended(declared / av.time_base if declared else None)
+
+    def warnings(self) -> list[str]:
+        """One line per thing the input lost (unreadable packets, missing frames, an early end), each
+        naming the file; call after `frames` ended."""
+        return self.damage.warnings(self.skipped_packets)
 
     def _pictures_from_first(self) -> Iterator[av.VideoFrame]:
         first, self._first = self._first, None
@@ -223,6 +290,22 @@ class VideoFileSource(FrameSource):
 
     def close(self) -> None:
         self._container.close()
+
+
+class _ThreadedDecodeFailed(Exception):
+    """The frame-threaded decoder hit damage; `at`: pts of the packet it was given then (inf: at the end)."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__(at)
+        self.at = at
+
+
+class _PastDamage(Exception):
+    """The single-threaded fallback reached a keyframe past the damage (pts `keyframe`)."""
+
+    def __init__(self, keyframe: int) -> None:
+        super().__init__(keyframe)
+        self.keyframe = keyframe
 
 
 class VideoOpener:

@@ -1,0 +1,52 @@
+"""Still images (PNG, JPEG, ...): an image input is one frame, and its annotated copy is an image again,
+in the format of the output's extension, encoded by OpenCV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from effdet_video.errors import UserError
+from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.stages.base import FrameSink
+from effdet_video.stages.output_file import UnnamedFile
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# FFmpeg's demuxers of single images (the image2 family: png_pipe, jpeg_pipe, ...).
+_IMAGE_DEMUXERS = ("image2",)
+
+
+def is_still_image(demuxer: str) -> bool:
+    """Whether a container that FFmpeg opened with `demuxer` is a single image."""
+    return demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe")
+
+
+def check_image_output(output: Path) -> None:
+    if output.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UserError(f"{output}: the input is a still image, so the annotated copy is an image too: "
+                        f"use one of {', '.join(IMAGE_EXTENSIONS)}")
+
+
+class ImageFileSink(FrameSink):
+    """The annotated frame as an image file (display orientation, as drawn)."""
+
+    needs_image = True
+
+    def __init__(self, output: Path) -> None:
+        check_image_output(output)
+        self._file = UnnamedFile(output, binary=True)
+        self._output = output
+
+    def write(self, record: FrameRecord) -> None:
+        if record.index:
+            raise UserError(f"{self._output}: an image holds one frame; the input has more")
+        ok, encoded = cv2.imencode(self._output.suffix.lower(), cv2.cvtColor(record.image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise UserError(f"{self._output}: OpenCV could not encode a {self._output.suffix} image")
+        self._file.write(encoded.tobytes())
+
+    def finish(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.discard()
