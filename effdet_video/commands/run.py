@@ -9,13 +9,13 @@ import click
 
 from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
                                           encoder_options, engine_options, engine_spec, model_labels,
-                                          single_video_opener)
+                                          single_video_opener, track_options, tracking)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
+from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink, TracksJsonSink
 from effdet_video.stages.output_file import check_output_path
 from effdet_video.stages.source import VideoInfo
 from effdet_video.stages.video_sink import VideoFileSink
@@ -23,12 +23,13 @@ from effdet_video.stages.video_sink import VideoFileSink
 
 def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path]:
     """Which files the run writes, checked before anything is opened."""
-    outputs = {kind: Path(options[kind]) for kind in ("output", "jsonl", "coco") if options[kind]}
+    option_names = {"output": "output", "jsonl": "jsonl", "coco": "coco", "tracks": "tracks_json"}
+    outputs = {kind: Path(options[name]) for kind, name in option_names.items() if options[name]}
     if options["no_video"]:
         if "output" in outputs:
             raise UserError("--no-video writes no video: drop -o/--output, or drop --no-video")
         if not outputs:
-            raise UserError("--no-video needs --jsonl and/or --coco to write detections to")
+            raise UserError("--no-video needs --jsonl, --coco and/or --tracks-json to write detections to")
     elif "output" not in outputs:
         raise UserError("missing -o/--output (or use --no-video with --jsonl/--coco)")
     if len({path.resolve() for path in outputs.values()}) < len(outputs):
@@ -49,6 +50,8 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
                                            preset=options["preset"], audio=not options["no_audio"]))
             elif kind == "jsonl":
                 sinks.append(JsonLinesSink(path, labels))
+            elif kind == "tracks":
+                sinks.append(TracksJsonSink(path, labels))
             else:
                 sinks.append(CocoResultsSink(path))
     except BaseException:
@@ -73,16 +76,20 @@ def report(stats: RunStats, quiet: bool) -> None:
               help="Also write detections as JSON Lines, one object per frame.")
 @click.option("--coco", type=click.Path(dir_okay=False), default=None,
               help="Also write detections as a COCO results JSON (image_id = frame index).")
-@click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl and/or --coco).")
+@click.option("--tracks-json", type=click.Path(dir_okay=False), default=None,
+              help="With --track: also write one summary per track (id, class, first/last pts, frames, score).")
+@click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl, --coco or --tracks-json).")
 @engine_options
 @decoder_option
 @detection_options
+@track_options
 @encoder_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no timing summary.")
 @debug_option
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
+    track = tracking(options)
     outputs = planned_outputs(input_path, options)
     source = single_video_opener(options, encodes_video="output" in outputs)(input_path)
     try:
@@ -91,7 +98,8 @@ def command(input_path: Path, **options: Any) -> None:
         with factory.build_engine(engine_spec(options)) as engine:
             sinks = open_sinks(outputs, source.info, options, model_labels(options))
             pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=model_labels(options),
-                                               progress=not options["quiet"] and sys.stderr.isatty())
+                                               progress=not options["quiet"] and sys.stderr.isatty(),
+                                               tracking=track)
             control = RunControl()
             with stop_on_signals(control):
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)
