@@ -11,7 +11,7 @@ from effdet_video.stages.encoding import DEFAULT_CODECS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
                     ".wmv", ".mpg", ".mpeg", ".3gp")
-OUTPUT_KINDS = ("video", "jsonl", "coco")
+OUTPUT_KINDS = ("video", "jsonl", "coco", "tracks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,13 +23,14 @@ class BatchItem:
 
     def outputs(self, output_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
         """The output files of `kinds`: the video keeps the input's name (plus .mp4 when its extension
-        cannot be written); detections append .jsonl / .coco.json to the full name, so that clip.mp4
-        and clip.mov in one folder never share an output."""
+        cannot be written); detections append .jsonl / .coco.json (the tracks summary .tracks.json) to the
+        full name, so that clip.mp4 and clip.mov in one folder never share an output."""
         target = output_dir / self.relative
         names = {
             "video": target if target.suffix.lower() in DEFAULT_CODECS else target.with_name(target.name + ".mp4"),
             "jsonl": target.with_name(target.name + ".jsonl"),
             "coco": target.with_name(target.name + ".coco.json"),
+            "tracks": target.with_name(target.name + ".tracks.json"),
         }
         return {kind: names[kind] for kind in kinds}
 

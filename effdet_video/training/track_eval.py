@@ -103,14 +103,19 @@ def _without_ignored(ids: np.ndarray, boxes: np.ndarray, ignored: np.ndarray) ->
     return ids[keep], boxes[keep]
 
 
-def mot_metrics(reference: list[TruthFrame], hypotheses: list[Frame], tolerance_s: float = 1e-3) -> dict:
-    """motmetrics' summary (METRICS) of `hypotheses` against `reference`, over the hypothesis frames that
-    have a reference frame at the same time."""
+def mot_metrics(runs: list[tuple[list[TruthFrame], list[Frame]]], tolerance_s: float = 1e-3) -> dict:
+    """motmetrics' summary (METRICS) over all `runs` together (reference, hypotheses), each scored on the
+    hypothesis frames that have a reference frame at the same time (within `tolerance_s`)."""
     import motmetrics
 
-    accumulator = motmetrics.MOTAccumulator(auto_id=True)
-    for truth, (_, ids, boxes) in paired(reference, hypotheses, tolerance_s):
-        ids, boxes = _without_ignored(ids, boxes, truth.ignored)
-        accumulator.update(truth.ids, ids, _iou_distances(truth.boxes, boxes))
-    summary = motmetrics.metrics.create().compute(accumulator, metrics=list(METRICS), name="clip")
-    return {name: float(summary[name].iloc[0]) for name in METRICS}
+    accumulators = []
+    for reference, hypotheses in runs:
+        accumulator = motmetrics.MOTAccumulator(auto_id=True)
+        for truth, (_, ids, boxes) in paired(reference, hypotheses, tolerance_s):
+            ids, boxes = _without_ignored(ids, boxes, truth.ignored)
+            accumulator.update(truth.ids, ids, _iou_distances(truth.boxes, boxes))
+        accumulators.append(accumulator)
+    summary = motmetrics.metrics.create().compute_many(accumulators, metrics=list(METRICS),
+                                                       names=[str(k) for k in range(len(runs))],
+                                                       generate_overall=True)
+    return {name: float(summary[name]["OVERALL"]) for name in METRICS}
