@@ -7,7 +7,6 @@ high threshold plus the lower ones that continue a track (an object half hidden 
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 import numpy as np
@@ -44,30 +43,57 @@ def tracking_filter(detection_filter: DetectionFilter, options: TrackingOptions)
                                score_threshold=min(detection_filter.score_threshold, options.settings.low_score))
 
 
+class _TrailBuffer:
+    """One track's (time, x, y) rows, appended in time order. A full buffer is replaced, never compacted
+    in place, so the views handed out as earlier frames' trails stay as they were."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.rows = np.empty((capacity, 3), np.float32)
+        self.start = self.end = 0
+
+    def add(self, seconds: float, x: float, y: float, horizon: float) -> np.ndarray:
+        if self.end == len(self.rows):
+            live = self.rows[self.start:self.end]
+            self.rows = np.empty((max(64, 2 * len(live)), 3), np.float32)
+            self.rows[:len(live)] = live
+            self.start, self.end = 0, len(live)
+        self.rows[self.end] = (seconds, x, y)
+        self.end += 1
+        self.start += int(np.searchsorted(self.rows[self.start:self.end, 0], horizon))
+        return self.rows[self.start:self.end, 1:]
+
+    @property
+    def last_seconds(self) -> float:
+        return float(self.rows[self.end - 1, 0])
+
+
 class Trails:
-    """The recent centre points of each track (display pixels), `trail_s` seconds of them."""
+    """The recent centre points of each track (display pixels), `trail_s` seconds of them. Times are
+    kept relative to the first frame, so that float32 stays exact enough in long live sessions."""
 
     def __init__(self, trail_s: float) -> None:
         self.trail_s = trail_s
-        self._points: dict[int, collections.deque[tuple[float, float, float]]] = {}
+        self._origin: float | None = None
+        self._tracks: dict[int, _TrailBuffer] = {}
 
     def add(self, seconds: float, boxes: np.ndarray, track_ids: np.ndarray) -> list[np.ndarray]:
         """Record this frame's centres; per detection its trail [k, 2] (x, y), oldest first (empty when
         untracked)."""
-        centres = (boxes[:, 0:2] + boxes[:, 2:4]) / 2
+        if self._origin is None:
+            self._origin = seconds
+        seconds -= self._origin
         horizon = seconds - self.trail_s
-        for track_id in [key for key, points in self._points.items() if points[-1][0] < horizon]:
-            del self._points[track_id]
+        for track_id in [key for key, buffer in self._tracks.items() if buffer.last_seconds < horizon]:
+            del self._tracks[track_id]
+        centres = ((boxes[:, 0:2] + boxes[:, 2:4]) / 2).tolist()
+        untracked = np.zeros((0, 2), np.float32)
         trails = []
-        for (x, y), track_id in zip(centres.tolist(), track_ids.tolist()):
+        for (x, y), track_id in zip(centres, track_ids.tolist()):
             if track_id < 0:
-                trails.append(np.zeros((0, 2), np.float32))
+                trails.append(untracked)
                 continue
-            points = self._points.setdefault(track_id, collections.deque())
-            points.append((seconds, x, y))
-            while points[0][0] < horizon:
-                points.popleft()
-            trails.append(np.array([point[1:] for point in points], np.float32))
+            buffer = self._tracks.get(track_id) or self._tracks.setdefault(track_id, _TrailBuffer())
+            trails.append(buffer.add(seconds, x, y, horizon))
         return trails
 
 

@@ -7,11 +7,12 @@ from scipy.optimize import linear_sum_assignment
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """[n, 4] x [m, 4] x0, y0, x1, y1 -> [n, m] intersection over union."""
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(boxes_a[:, 2:] - boxes_a[:, :2], axis=1)
-    area_b = np.prod(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
+    a, b = boxes_a.T, boxes_b.T  # coordinates as rows: a handful of numpy calls, whatever n and m
+    width = np.minimum(a[2][:, None], b[2][None, :]) - np.maximum(a[0][:, None], b[0][None, :])
+    height = np.minimum(a[3][:, None], b[3][None, :]) - np.maximum(a[1][:, None], b[1][None, :])
+    intersection = np.maximum(width, 0) * np.maximum(height, 0)
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
     union = area_a[:, None] + area_b[None, :] - intersection
     return intersection / np.maximum(union, 1e-9)
 

@@ -27,6 +27,7 @@ from effdet_video.tracking.kalman import MOTION_ROWS, VELOCITY, KalmanBoxFilter,
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 NO_TRACK = -1
+NONE = np.zeros(0, np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,8 @@ class ByteTracker:
         predicted = motion_boxes(self._motion)
 
         def associate(track_mask: np.ndarray, det_mask: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
+            if not (track_mask.any() and det_mask.any()):
+                return NONE, NONE
             tracks, dets = np.flatnonzero(track_mask), np.flatnonzero(det_mask)
             rows, cols = match(predicted[tracks], self._classes[tracks], boxes[dets], class_ids[dets], min_iou)
             return tracks[rows], dets[cols]
@@ -121,6 +124,8 @@ class ByteTracker:
 
     def _duplicates(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
         """Whether each detection duplicates a better-scoring one of its class (see the module docstring)."""
+        if len(boxes) < 2:
+            return np.zeros(len(boxes), bool)
         overlap = box_iou(boxes, boxes) >= self.settings.duplicate_iou
         overlap &= (class_ids[:, None] == class_ids[None, :]) & (scores[:, None] > scores[None, :])
         return overlap.any(axis=0)
@@ -132,6 +137,8 @@ class ByteTracker:
 
     def _forget_expired(self, seconds: float) -> None:
         """Drop lost tracks past their patience and tentative ones past their birth window."""
+        if not len(self._ids):
+            return
         age = seconds - self._last_seen
         expired = ((self._states == LOST) & (age > self.settings.patience_s)) | (
             (self._states == TENTATIVE) & (age > self.settings.birth_window_s))
