@@ -46,15 +46,16 @@ def test_a_tracked_frame_keeps_high_scores_and_tracked_low_scores_with_their_tra
     assert first.track_ids.tolist() == [1]  # 0.45 < 0.5 starts nothing and is not kept
     assert first.detections[:, 4].tolist() == pytest.approx([0.9])
     frames = [record(k, [[2.0 * k, 0, 2.0 * k + 20, 20, 0.2 if k == 3 else 0.9, 1],
-                         [200, 200, 220, 220, 0.3, 2]]) for k in range(1, 60)]
+                         [200, 200, 220, 220, 0.3, 2]]) for k in range(1, 100)]
     for frame in frames:
         tracker.apply(frame)
     assert frames[2].track_ids.tolist() == [1]  # 0.2: a low score continuing track 1 is kept
     assert frames[2].detections[0, 4] == pytest.approx(0.2)
     np.testing.assert_allclose(frames[1].trails[0], [[10, 10], [12, 10], [14, 10]])  # centres so far
-    assert len(frames[-1].trails[0]) == 51  # the last 2 s at 25 fps, frames 9..59 (both ends included)
-    np.testing.assert_allclose(frames[-1].trails[0][[0, -1]], [[2 * 9 + 10, 10], [2 * 59 + 10, 10]])
+    assert len(frames[-1].trails[0]) == 51  # the last 2 s at 25 fps, frames 49..99 (both ends included)
+    np.testing.assert_allclose(frames[-1].trails[0][[0, -1]], [[2 * 49 + 10, 10], [2 * 99 + 10, 10]])
     np.testing.assert_allclose(frames[1].trails[0], [[10, 10], [12, 10], [14, 10]])  # earlier trails unchanged
+    np.testing.assert_allclose(frames[60].trails[0][[0, -1]], [[2 * 11 + 10, 10], [2 * 61 + 10, 10]])
 
 
 def test_run_with_track_writes_track_ids_and_the_tracks_summary(tmp_path, capsys, engines):

@@ -24,7 +24,7 @@ class FrameRecord:
     letterbox:   how `image` maps into `net_image`.
     detections:  float32 [n, 6] (x0, y0, x1, y1, score, class_id) in `image` pixels, after filtering.
     track_ids:   with tracking, int64 [n] aligned with `detections`: each one's track id, -1 for none.
-    trails:      with trails, per detection its track's recent centres, float32 [k, 2] (x, y) in `image`
+    trails:      with trails, per detection its track's recent centres, float64 [k, 2] (x, y) in `image`
                  pixels, oldest first (empty for an untracked detection).
     encoded:     what the annotate stage made for the sinks (e.g. a PyAV frame ready to encode).
     """

@@ -48,13 +48,13 @@ class _TrailBuffer:
     in place, so the views handed out as earlier frames' trails stay as they were."""
 
     def __init__(self, capacity: int = 64) -> None:
-        self.rows = np.empty((capacity, 3), np.float32)
+        self.rows = np.empty((capacity, 3))
         self.start = self.end = 0
 
     def add(self, seconds: float, x: float, y: float, horizon: float) -> np.ndarray:
         if self.end == len(self.rows):
             live = self.rows[self.start:self.end]
-            self.rows = np.empty((max(64, 2 * len(live)), 3), np.float32)
+            self.rows = np.empty((max(64, 2 * len(live)), 3))
             self.rows[:len(live)] = live
             self.start, self.end = 0, len(live)
         self.rows[self.end] = (seconds, x, y)
@@ -68,25 +68,20 @@ class _TrailBuffer:
 
 
 class Trails:
-    """The recent centre points of each track (display pixels), `trail_s` seconds of them. Times are
-    kept relative to the first frame, so that float32 stays exact enough in long live sessions."""
+    """The recent centre points of each track (display pixels), `trail_s` seconds of them."""
 
     def __init__(self, trail_s: float) -> None:
         self.trail_s = trail_s
-        self._origin: float | None = None
         self._tracks: dict[int, _TrailBuffer] = {}
 
     def add(self, seconds: float, boxes: np.ndarray, track_ids: np.ndarray) -> list[np.ndarray]:
         """Record this frame's centres; per detection its trail [k, 2] (x, y), oldest first (empty when
         untracked)."""
-        if self._origin is None:
-            self._origin = seconds
-        seconds -= self._origin
         horizon = seconds - self.trail_s
         for track_id in [key for key, buffer in self._tracks.items() if buffer.last_seconds < horizon]:
             del self._tracks[track_id]
         centres = ((boxes[:, 0:2] + boxes[:, 2:4]) / 2).tolist()
-        untracked = np.zeros((0, 2), np.float32)
+        untracked = np.zeros((0, 2))
         trails = []
         for (x, y), track_id in zip(centres, track_ids.tolist()):
             if track_id < 0:
