@@ -13,7 +13,10 @@ rate, or with frames dropped, keeps the same identities:
 - birth: a tentative track is confirmed (and numbered) when matched again within `birth_window_s` of its
   last detection, else it is forgotten; detections of the stream's first frame are confirmed at once;
 - death: a confirmed track that goes unmatched is lost, and forgotten `patience_s` after its last
-  detection; until then it can take a detection again and keeps its number.
+  detection; until then it can take a detection again and keeps its number. A lost track is matched
+  by a buffered IoU (C-BIoU): its predicted box and the detection both widened by `lost_widen` standard
+  deviations of the predicted centre, so the tolerance grows with the time it has been unseen (after
+  half a second behind another object, a small one's predicted position is tens of pixels uncertain).
 Tracks live as arrays (one row per track), so a frame costs a fixed number of numpy calls, not a loop.
 """
 from __future__ import annotations
@@ -23,7 +26,8 @@ import dataclasses
 import numpy as np
 
 from effdet_video.tracking.association import box_iou, match
-from effdet_video.tracking.kalman import MOTION_ROWS, VELOCITY, KalmanBoxFilter, MotionNoise, motion_boxes
+from effdet_video.tracking.kalman import (MOTION_ROWS, VELOCITY, KalmanBoxFilter, MotionNoise, motion_boxes,
+                                          position_std)
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 NO_TRACK = -1
@@ -35,7 +39,7 @@ class TrackerSettings:
     """high_score: detections at or above it take part in the first association and can start tracks;
     low_score: the floor of the second association (below high_score); birth_score: the least score
     that starts a track; *_iou: the least IoU of a match in each association (ByteTrack's 0.2, 0.5, 0.3);
-    patience_s, birth_window_s, duplicate_iou: see the module docstring."""
+    patience_s, birth_window_s, duplicate_iou, lost_widen: see the module docstring."""
 
     high_score: float = 0.5
     low_score: float = 0.1
@@ -46,6 +50,7 @@ class TrackerSettings:
     patience_s: float = 1.0
     birth_window_s: float = 0.2
     duplicate_iou: float = 0.7
+    lost_widen: float = 1.0
     noise: MotionNoise = MotionNoise()
 
 
@@ -82,12 +87,17 @@ class ByteTracker:
         self._motion[self._states == LOST, VELOCITY, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
         self._motion = self.kalman.predict(self._motion, dt)
         predicted = motion_boxes(self._motion)
+        buffers = np.zeros((len(predicted), 2))
+        lost = self._states == LOST
+        if lost.any():
+            buffers[lost] = s.lost_widen * position_std(self._motion[lost])
 
         def associate(track_mask: np.ndarray, det_mask: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
             if not (track_mask.any() and det_mask.any()):
                 return NONE, NONE
             tracks, dets = np.flatnonzero(track_mask), np.flatnonzero(det_mask)
-            rows, cols = match(predicted[tracks], self._classes[tracks], boxes[dets], class_ids[dets], min_iou)
+            rows, cols = match(predicted[tracks], self._classes[tracks], boxes[dets], class_ids[dets], min_iou,
+                               buffers[tracks])
             return tracks[rows], dets[cols]
 
         usable = ~self._duplicates(boxes, scores, class_ids)

@@ -46,6 +46,11 @@ def motion_boxes(motion: np.ndarray) -> np.ndarray:
     return np.concatenate([position[:, 0:2] - half, position[:, 0:2] + half], axis=1)
 
 
+def position_std(motion: np.ndarray) -> np.ndarray:
+    """[n, 5, 4] motion -> [n, 2] standard deviation of the estimated centre (x, y)."""
+    return np.sqrt(motion[:, VAR_POSITION, 0:2])
+
+
 def _scales(position: np.ndarray) -> np.ndarray:
     """[n, 4]: the width for the horizontal coordinates (x, width), the height for the vertical ones."""
     return np.maximum(position[:, [2, 3, 2, 3]], 1.0)

@@ -4,8 +4,8 @@ hypotheses, matched to the ground truth's boxes at IoU >= 0.5.
 
 Objects mostly hidden (behind another, or out of the frame) are neither required nor penalised, as in
 the MOTChallenge evaluation's preprocessing: the ground truth counts an object while at least
-`min_visible` of it shows; a hypothesis on an object showing less (IoU >= 0.5 with its visible box,
-one to one) is left out before scoring.
+`min_visible` of it shows; a hypothesis on an object showing less (assigned to its visible box when
+all the frame's objects are matched together, see `_without_ignored`) is left out before scoring.
 
 Frames are paired by timestamp, not by index, so that runs that saw other frames of the same scene
 (a variable-rate version of it, a live run that dropped frames) are scored on the frames they saw.
@@ -92,14 +92,17 @@ def paired(reference: list[TruthFrame], other: list[Frame],
             yield reference[nearest], frame
 
 
-def _without_ignored(ids: np.ndarray, boxes: np.ndarray, ignored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The hypotheses left once those on ignored objects are taken out (one to one, IoU >= 0.5)."""
-    if not len(ignored) or not len(boxes):
+def _without_ignored(truth: TruthFrame, ids: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hypotheses left once those on ignored objects are taken out: hypotheses are assigned to all
+    the frame's objects, counted and ignored together (one to one, IoU >= 0.5, as TrackEval's
+    preprocessing does), and those assigned to an ignored one are dropped."""
+    if not len(truth.ignored) or not len(boxes):
         return ids, boxes
-    iou = box_iou(ignored, boxes)
+    iou = box_iou(np.concatenate([truth.boxes, truth.ignored]), boxes)
     rows, cols = linear_sum_assignment(iou, maximize=True)
+    dropped = cols[(iou[rows, cols] >= MATCH_IOU) & (rows >= len(truth.boxes))]
     keep = np.ones(len(boxes), bool)
-    keep[cols[iou[rows, cols] >= MATCH_IOU]] = False
+    keep[dropped] = False
     return ids[keep], boxes[keep]
 
 
@@ -112,7 +115,7 @@ def mot_metrics(runs: list[tuple[list[TruthFrame], list[Frame]]], tolerance_s: f
     for reference, hypotheses in runs:
         accumulator = motmetrics.MOTAccumulator(auto_id=True)
         for truth, (_, ids, boxes) in paired(reference, hypotheses, tolerance_s):
-            ids, boxes = _without_ignored(ids, boxes, truth.ignored)
+            ids, boxes = _without_ignored(truth, ids, boxes)
             accumulator.update(truth.ids, ids, _iou_distances(truth.boxes, boxes))
         accumulators.append(accumulator)
     summary = motmetrics.metrics.create().compute_many(accumulators, metrics=list(METRICS),
