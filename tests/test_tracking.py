@@ -1,5 +1,7 @@
 """The tracker alone (effdet_video/tracking): association, the Kalman motion model, birth and death timed
 in seconds, identities kept through missed detections, occlusions, other frame rates and dropped frames."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,10 @@ def run(tracker: ByteTracker, frames: list[tuple[float, list[list[float]], list[
 def test_box_iou_known_values():
     iou = box_iou(np.array([[0, 0, 10, 10]], float), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float))
     np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
+    # buffered by 5 px: [-5, -5, 15, 15] against [0, -5, 20, 15] and [15, 15, 35, 35]
+    buffered = box_iou(np.array([[0, 0, 10, 10]], float), np.array([[5, 0, 15, 10], [20, 20, 30, 30]], float),
+                       buffers=np.array([[5.0, 5.0]]))
+    np.testing.assert_allclose(buffered, [[300 / 500, 0.0]])
 
 
 def test_match_is_the_optimal_assignment_within_a_class():
@@ -134,3 +140,17 @@ def test_variable_frame_rate_and_dropped_frames_give_the_same_identities():
         # the id of each object (by where it was drawn) at every frame where both are seen
         results[name] = {tuple(i) for i, (_, boxes, _, _) in zip(ids, frames) if len(boxes) == 2 and NO_TRACK not in i}
     assert results["constant"] == results["variable"] == results["dropped"] == {(1, 2)}
+
+
+def test_a_lost_track_searches_wider_the_longer_it_is_unseen():
+    """A small object speeds up while hidden for 0.5 s and comes back 20 px off its predicted place: no
+    overlap with the prediction, but within the buffer the prediction's uncertainty gives it."""
+    def frames(settings: TrackerSettings) -> list[list[int]]:
+        seen = [(k * 0.04, [box_at(200 * k * 0.04, size=20)], [0.9], [1]) for k in range(10)]
+        hidden = [(0.4 + k * 0.04, [], [], []) for k in range(1, 13)]
+        back = [(0.9 + k * 0.04, [box_at(200 * 0.36 + 240 * (0.54 + k * 0.04), size=20)], [0.9], [1])
+                for k in range(3)]
+        return run(ByteTracker(settings), seen + hidden + back)
+
+    assert frames(SETTINGS)[-1] == [1]
+    assert frames(dataclasses.replace(SETTINGS, lost_widen=0.0))[-1] == [2]

@@ -18,6 +18,7 @@ from effdet_video.training import clip_eval, synth_clip, track_eval
 from effdet_video.training.scene_kit import load_scene_kit
 
 pytest.importorskip("motmetrics")
+pytestmark = pytest.mark.slow
 
 HELD_OUT_SEEDS = (4101, 4102, 4103)  # development used 101-104
 SCORE_THRESHOLD = 0.4  # the CLI's default

@@ -87,9 +87,10 @@ class ByteTracker:
         self._motion[self._states == LOST, VELOCITY, 2:] = 0.0  # a lost box keeps its size (ByteTrack)
         self._motion = self.kalman.predict(self._motion, dt)
         predicted = motion_boxes(self._motion)
-        buffers = np.zeros((len(predicted), 2))
         lost = self._states == LOST
+        buffers = None
         if lost.any():
+            buffers = np.zeros((len(predicted), 2))
             buffers[lost] = s.lost_widen * position_std(self._motion[lost])
 
         def associate(track_mask: np.ndarray, det_mask: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +98,7 @@ class ByteTracker:
                 return NONE, NONE
             tracks, dets = np.flatnonzero(track_mask), np.flatnonzero(det_mask)
             rows, cols = match(predicted[tracks], self._classes[tracks], boxes[dets], class_ids[dets], min_iou,
-                               buffers[tracks])
+                               None if buffers is None else buffers[tracks])
             return tracks[rows], dets[cols]
 
         usable = ~self._duplicates(boxes, scores, class_ids)
