@@ -22,7 +22,8 @@ def run(tracker: ByteTracker, frames: list[tuple[float, list[list[float]], list[
 
 
 def test_box_iou_known_values():
-    iou = box_iou(np.array([[0, 0, 10, 10]], float), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float))
+    iou = box_iou(np.array([[0, 0, 10, 10]], float),
+                  np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float))
     np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
     # buffered by 5 px: [-5, -5, 15, 15] against [0, -5, 20, 15] and [15, 15, 35, 35]
     buffered = box_iou(np.array([[0, 0, 10, 10]], float), np.array([[5, 0, 15, 10], [20, 20, 30, 30]], float),
