@@ -29,7 +29,7 @@ def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path
         if "output" in outputs:
             raise UserError("--no-video writes no video: drop -o/--output, or drop --no-video")
         if not outputs:
-            raise UserError("--no-video needs --jsonl, --coco and/or --tracks-json to write detections to")
+            raise UserError("--no-video needs --jsonl and/or --coco (or --tracks-json) to write detections to")
     elif "output" not in outputs:
         raise UserError("missing -o/--output (or use --no-video with --jsonl/--coco)")
     if len({path.resolve() for path in outputs.values()}) < len(outputs):
