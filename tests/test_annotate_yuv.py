@@ -231,3 +231,23 @@ def test_the_sink_keeps_nv12_frames_as_they_are(tmp_path):
     with av.open(str(tmp_path / "out.mp4")) as container:
         lumas = [frame.to_ndarray()[:96].mean() for frame in container.decode(video=0)]
     assert np.allclose(lumas, [60, 90, 120, 150], atol=1)
+
+
+def test_track_ids_are_in_the_labels_and_trails_are_drawn_the_same_both_ways():
+    rows = detections(1280, 720)[:2]
+    track_ids = np.array([7, -1])
+    trails = [np.array([[100.0, 600.0], [140.0, 590.0], [180.0, 570.0]]), np.zeros((0, 2))]
+    texts = [layout.text for layout in box_layouts(rows, 720, 1280, track_ids=track_ids)]
+    assert texts[0].startswith("person #7 ") and "#" not in texts[1]
+    black = np.zeros((720 * 3 // 2, 1280), np.uint8)
+    black[:720], black[720:] = 16, 128
+    packed = black.reshape(-1).copy()
+    luma, chroma = packed_planes(packed, "yuv420p", 1280, 720)
+    drawn = paint_lists(rows, PlaneGeometry(720, 1280, 0, (2, 2), BT601), track_ids=track_ids, trails=trails)
+    paint(luma, drawn.luma)
+    paint(chroma, drawn.chroma)
+    reference = np.zeros((720, 1280, 3), np.uint8)
+    draw_detections(reference, rows, track_ids=track_ids, trails=trails)
+    for x, y in trails[0].astype(int):  # a dot of the box's colour on each centre, in both
+        assert luma[y, x] > 16 and reference[y, x].max() > 0
+        assert luma[y, x - 3] == 16 and reference[y, x - 3].max() == 0

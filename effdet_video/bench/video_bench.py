@@ -2,6 +2,7 @@
 
   ours:            the streaming pipeline writing an annotated video (what `effdet-video IN -o OUT` does);
   ours_no_video:   the same with detections only (JSON Lines);
+  ours_no_video_track: (with tracking) the same with the tracker on, and what it cost ("tracking");
   transcode:       a sequential PyAV decode -> libx264 (same settings) loop with no model;
   encode_only:     libx264 (same settings) alone, on frames decoded into memory beforehand: the encoder's
                    ceiling on this machine, which an annotated copy cannot pass;
@@ -36,6 +37,7 @@ from effdet_video.stages.detection_sinks import JsonLinesSink
 from effdet_video.stages.encoding import use_all_cores
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.source import VideoFileSource
+from effdet_video.stages.track import TrackingOptions
 from effdet_video.stages.video_sink import VideoFileSink
 
 PRESET = "veryfast"
@@ -185,7 +187,7 @@ def naive(path: Path, limit: int | None, folder: Path, detector: Callable[[np.nd
 
 
 def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool,
-         open_source: SourceOpener) -> tuple[int, dict]:
+         open_source: SourceOpener, tracking: TrackingOptions | None = None) -> tuple[int, dict]:
     """Frames and the run's statistics, with the decoder that decoded (nvdec, cpu)."""
     source = FirstFrames(open_source(path), limit)
     try:
@@ -193,32 +195,43 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
             sinks = [VideoFileSink(folder / "ours.mp4", source.info, preset=PRESET) if video
                      else JsonLinesSink(folder / "ours.jsonl")]
             cpu = _cpu_seconds()
-            stats = run_pipeline(source, engine, sinks, PipelineOptions())
+            stats = run_pipeline(source, engine, sinks, PipelineOptions(tracking=tracking))
             used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
     return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used}
 
 
+def tracking_cost(without: dict, with_tracking: dict) -> dict:
+    """What the tracker cost a detections-only run: its fps ratio, and the tracker's own time on the
+    infer thread per frame and as a share of the run's wall time."""
+    track = next(stage for stage in with_tracking["stages"] if stage["name"] == "track")
+    return {"fps_ratio": ratio(with_tracking["fps"], without["fps"]),
+            "track_us_per_frame": round(track["busy_s"] / max(1, track["items"]) * 1e6, 1),
+            "track_share_of_wall": round(track["busy_s"] / with_tracking["wall_s"], 4)}
+
+
 def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
-                open_source: SourceOpener = VideoFileSource) -> dict:
-    """The five runs on `path` and their ratios (fps); `open_source` opens the input of our pipeline's
-    runs (its decoder choice), the peers decode on the CPU."""
+                open_source: SourceOpener = VideoFileSource, tracking: TrackingOptions | None = None) -> dict:
+    """The runs on `path` (one more with `tracking`) and their ratios (fps); `open_source` opens the
+    input of our pipeline's runs (its decoder choice), the peers decode on the CPU."""
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
         folder = Path(tmp)
         stats: dict = {}
 
-        def run_ours(video: bool) -> Callable[[Path], int]:
+        def run_ours(key: str, video: bool, track: TrackingOptions | None) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                frames, stats[video] = ours(path, limit, folder, spec, video, open_source)
+                frames, stats[key] = ours(path, limit, folder, spec, video, open_source, track)
                 return frames
             return run
 
-        for key, video in (("ours", True), ("ours_no_video", False)):
-            timed = _timed(run_ours(video), folder)
-            run_stats = stats[video]  # fps of the pipeline itself; the engine build is timed by `startup`
+        runs = [("ours", True, None), ("ours_no_video", False, None)]
+        runs += [("ours_no_video_track", False, tracking)] if tracking else []
+        for key, video, track in runs:
+            timed = _timed(run_ours(key, video, track), folder)
+            run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
                            "cpu": run_stats["cpu"],
@@ -228,9 +241,11 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         result["writer_only"] = writer_only(path, limit, folder)
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
-    for key in ("ours", "ours_no_video"):
+    for key, _, _ in runs:
         stages = result[key]["stages"]
         result[key]["bound_by"] = max(stages, key=lambda s: s["utilisation"])["name"]
+    if tracking:
+        result["tracking"] = tracking_cost(result["ours_no_video"], result["ours_no_video_track"])
     result["ratios"] = {
         "e2e_vs_naive": ratio(result["ours"]["fps"], result["naive"]["fps"]),
         "e2e_vs_transcode": ratio(result["ours"]["fps"], result["transcode"]["fps"]),

@@ -18,7 +18,8 @@ from typing import Any
 import click
 
 from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
-                                          encoder_options, engine_options, engine_spec, model_labels, video_opener)
+                                          encoder_options, engine_options, engine_spec, model_labels, track_options,
+                                          tracking, video_opener)
 from effdet_video.commands.run import open_sinks
 from effdet_video.engine.base import Engine
 from effdet_video.engine.spec import EngineSpec
@@ -80,8 +81,10 @@ def build_engines(spec: EngineSpec, devices: list[str]) -> list[Engine]:
 def output_options(options: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
     """What shapes the outputs: a change redoes the inputs on a rerun (batch sizes and devices do not)."""
     names = ["model", "weights", "random_weights", "precision", "max_det", "score_threshold", "classes"]
+    if options["track"]:
+        names += ["track", "track_patience"]
     if "video" in kinds:
-        names += ["codec", "crf", "preset", "no_audio"]
+        names += ["codec", "crf", "preset", "no_audio"] + (["trails"] if options["track"] else [])
     return {name: options[name] for name in names}
 
 
@@ -102,7 +105,8 @@ def print_result(result: ItemResult) -> None:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the outputs; the input folder's structure is mirrored there.")
 @click.option("--format", "formats", default="video", show_default=True,
-              help="Comma-separated outputs per input: video (annotated copy), jsonl, coco.")
+              help="Comma-separated outputs per input: video (annotated copy), jsonl, coco, tracks (with --track: "
+                   "one summary per track).")
 @click.option("--ext", "extensions", default=",".join(e.lstrip(".") for e in VIDEO_EXTENSIONS), show_default=True,
               help="Extensions of the input videos searched in a folder.")
 @click.option("--no-recursive", is_flag=True, help="Only the folder itself, not its subfolders.")
@@ -117,6 +121,7 @@ def print_result(result: ItemResult) -> None:
 @engine_options
 @decoder_option
 @detection_options
+@track_options
 @encoder_options
 @click.option("--redo", is_flag=True, help="Process every input again, even those done by an earlier run.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -128,6 +133,9 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
 
     Engine batches default to 64 frames on CUDA here (many streams fill them), 2 on the CPU."""
     kinds = parse_kinds(options["formats"])
+    track = tracking(options)
+    if "tracks" in kinds and track is None:
+        raise UserError("--format tracks needs --track")
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
@@ -143,7 +151,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         jobs=jobs,
         pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                  prepare_workers=workers,
-                                 annotate_workers=workers),
+                                 annotate_workers=workers, tracking=track),
         output_options=output_options(options, kinds),
         redo=options["redo"],
     )

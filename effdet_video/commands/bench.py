@@ -72,6 +72,8 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also run end to end on this video: our pipeline (annotated video; detections only), a "
                    "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Use only this many frames of --video.")
+@click.option("--track", is_flag=True,
+              help="With --video: also run detections only with the tracker on, and report its cost.")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
               help="Video decoding of our pipeline runs on --video (as in `run`); the JSON says which one decoded.")
 @click.option("--image-size", type=click.IntRange(min=64), default=None,
@@ -80,7 +82,7 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also write the JSON here.")
 def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
-            decoder: str, image_size: int | None, json_path: str | None) -> None:
+            decoder: str, image_size: int | None, json_path: str | None, track: bool) -> None:
     """Measure engines and peers; print JSON."""
     from effdet_video.bench.engine_bench import bench_engine
 
@@ -115,13 +117,20 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         from effdet_video.bench.video_bench import bench_video
         from effdet_video.commands.common import default_batch_size, video_opener
         from effdet_video.engine.factory import resolve_device
+        from effdet_video.stages.infer import DetectionFilter
+        from effdet_video.stages.track import tracking_options
+        from effdet_video.tracking.byte_tracker import TrackerSettings
 
         resolved = resolve_device(device)
         spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
                           batch_size=default_batch_size(resolved), device=resolved,
                           precision=_csv(precisions)[0], image_size=square)
-        result["video"] = bench_video(video_path, spec, frames, video_opener(decoder, [resolved]))
+        tracking = tracking_options(DetectionFilter().score_threshold, TrackerSettings().patience_s, trails=False)
+        result["video"] = bench_video(video_path, spec, frames, video_opener(decoder, [resolved]),
+                                      tracking if track else None)
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
+        if track:
+            click.echo(json.dumps({"tracking": result["video"]["tracking"]}), err=True)
     result["ratios"] = _ratios(result["engines"], result["peers"])
     text = json.dumps(result, indent=1)
     click.echo(text)

@@ -1,8 +1,8 @@
 """Options shared by the commands that run a detector (run, live, batch, bench), and their parsing.
 
 Use the decorators on a click command, then build objects from its keyword arguments:
-    @engine_options @detection_options @debug_option
-    def command(**kwargs): spec = engine_spec(kwargs); keep = detection_filter(kwargs)
+    @engine_options @detection_options @track_options @debug_option
+    def command(**kwargs): spec = engine_spec(kwargs); keep = detection_filter(kwargs); track = tracking(kwargs)
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from effdet_video.errors import UserError
 from effdet_video.stages.hw_decode import DECODERS, nvdec_problem
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.source import VideoOpener
+from effdet_video.stages.track import TrackingOptions, tracking_options
 
 F = Callable[..., Any]
 
@@ -72,6 +73,14 @@ encoder_options = _stack(
     click.option("--crf", type=click.IntRange(0, 63), default=20, show_default=True, help="Encoder quality."),
     click.option("--preset", default="veryfast", show_default=True, help="Encoder speed preset (x264/x265)."),
     click.option("--no-audio", is_flag=True, help="Leave the audio out (by default it is copied untouched)."),
+)
+
+track_options = _stack(
+    click.option("--track", is_flag=True,
+                 help="Track objects (ByteTrack): a track_id per detection, stable across frames."),
+    click.option("--track-patience", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                 metavar="SECONDS", help="How long a track that lost its object waits for it to come back."),
+    click.option("--trails", is_flag=True, help="With --track: draw each track's last 2 s of motion."),
 )
 
 decoder_option = click.option(
@@ -169,3 +178,13 @@ def detection_filter(options: dict[str, Any]) -> DetectionFilter:
     return DetectionFilter(score_threshold=options["score_threshold"],
                            class_ids=parse_classes(options["classes"], model_labels(options)),
                            max_det=options["max_det"])
+
+
+def tracking(options: dict[str, Any]) -> TrackingOptions | None:
+    """The tracking of --track (None without it); --trails and --tracks-json need --track."""
+    if not options["track"]:
+        for name in ("trails", "tracks_json"):
+            if options.get(name):
+                raise UserError(f"--{name.replace('_', '-')} needs --track")
+        return None
+    return tracking_options(options["score_threshold"], options["track_patience"], options["trails"])

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
-                                          engine_spec, model_labels)
+                                          engine_spec, model_labels, track_options, tracking)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
 from effdet_video.stages.live_source import LiveOptions, parse_location
@@ -59,6 +59,8 @@ def _summary(result: dict[str, Any]) -> str:
               help="Port of the preview (0 picks a free one).")
 @click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the final report (latency p50/p99/max, drift, dropped frames) here.")
+@click.option("--tracks-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --track: write one summary per track (id, class, first/last pts, frames, score) at the end.")
 @click.option("--realtime", is_flag=True, help="Play a file SOURCE at its frame rate, as a live source.")
 @click.option("--loop", is_flag=True, help="With --realtime: replay the file at its end.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -73,6 +75,7 @@ def _summary(result: dict[str, Any]) -> str:
 @click.option("--image-size", default=None, metavar="N|HxW", help="Network input size [default: the model's].")
 @engine_options
 @detection_options
+@track_options
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @debug_option
 def command(source: str, **options: Any) -> None:
@@ -80,14 +83,15 @@ def command(source: str, **options: Any) -> None:
 
     Ctrl-C ends the run; recordings are finalised and stay valid."""
     location = parse_location(source)
+    track = tracking(options)
     if options["loop"] and not options["realtime"]:
         raise UserError("--loop needs --realtime (it replays a file)")
     outputs = LiveOutputs(output=options["output"], output_format=options["output_format"], jsonl=options["jsonl"],
                           preview=options["preview"], preview_host=options["preview_host"],
                           preview_port=options["preview_port"], stats_json=options["stats_json"],
-                          overwrite=options["overwrite"])
-    if not (outputs.output or outputs.jsonl or outputs.preview or outputs.stats_json):
-        raise UserError("nothing to output: pass --preview, -o/--output, --jsonl and/or --stats-json")
+                          tracks_json=options["tracks_json"], overwrite=options["overwrite"])
+    if not (outputs.output or outputs.jsonl or outputs.preview or outputs.stats_json or outputs.tracks_json):
+        raise UserError("nothing to output: pass --preview, -o/--output, --jsonl, --stats-json and/or --tracks-json")
     spec = engine_spec(options)
     batch_size = options["batch_size"] or 1  # a live frame should not wait for others to fill a batch
     spec = dataclasses.replace(spec, batch_size=batch_size, image_size=parse_image_size(options["image_size"]))
@@ -101,5 +105,5 @@ def command(source: str, **options: Any) -> None:
         return build(spec)
 
     result = run_live(location, live_options, build_engine, outputs, detection_filter(options), model_labels(options),
-                      options["duration"], _say)
+                      options["duration"], _say, track)
     _say(_summary(result))

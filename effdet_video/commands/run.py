@@ -9,14 +9,14 @@ import click
 
 from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
                                           encoder_options, engine_options, engine_spec, model_labels,
-                                          single_video_opener)
+                                          single_video_opener, track_options, tracking)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.control import RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.audio_fit import check_audio_fits
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink
+from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink, TracksJsonSink
 from effdet_video.stages.image_sink import ImageFileSink, check_image_output
 from effdet_video.stages.output_file import check_free_space, check_output_path
 from effdet_video.stages.source import VideoFileSource, VideoInfo
@@ -25,12 +25,13 @@ from effdet_video.stages.video_sink import VideoFileSink
 
 def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path]:
     """Which files the run writes, checked before anything is opened."""
-    outputs = {kind: Path(options[kind]) for kind in ("output", "jsonl", "coco") if options[kind]}
+    option_names = {"output": "output", "jsonl": "jsonl", "coco": "coco", "tracks": "tracks_json"}
+    outputs = {kind: Path(options[name]) for kind, name in option_names.items() if options[name]}
     if options["no_video"]:
         if "output" in outputs:
             raise UserError("--no-video writes no video: drop -o/--output, or drop --no-video")
         if not outputs:
-            raise UserError("--no-video needs --jsonl and/or --coco to write detections to")
+            raise UserError("--no-video needs --jsonl and/or --coco (or --tracks-json) to write detections to")
     elif "output" not in outputs:
         raise UserError("missing -o/--output (or use --no-video with --jsonl/--coco)")
     if len({path.resolve() for path in outputs.values()}) < len(outputs):
@@ -44,7 +45,7 @@ def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path
 # default quality is of the order of the input's size, half of it is asked for; a frame of JSON Lines
 # takes at least 40 bytes, a COCO entry about 90 (one per frame counted).
 VIDEO_SIZE_FRACTION = 0.5
-TEXT_BYTES_PER_FRAME = {"jsonl": 40, "coco": 90}
+TEXT_BYTES_PER_FRAME = {"jsonl": 40, "coco": 90, "tracks": 2}
 
 
 def output_needs(outputs: dict[str, Path], input_path: Path, frames: int | None) -> dict[Path, int]:
@@ -68,6 +69,8 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
                                            preset=options["preset"], audio=not options["no_audio"], labels=labels))
             elif kind == "jsonl":
                 sinks.append(JsonLinesSink(path, labels))
+            elif kind == "tracks":
+                sinks.append(TracksJsonSink(path, labels))
             else:
                 sinks.append(CocoResultsSink(path))
     except BaseException:
@@ -94,21 +97,25 @@ def report(stats: RunStats, source: VideoFileSource, quiet: bool) -> None:
               help="Also write detections as JSON Lines, one object per frame.")
 @click.option("--coco", type=click.Path(dir_okay=False), default=None,
               help="Also write detections as a COCO results JSON (image_id = frame index).")
-@click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl and/or --coco).")
+@click.option("--tracks-json", type=click.Path(dir_okay=False), default=None,
+              help="With --track: also write one summary per track (id, class, first/last pts, frames, score).")
+@click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl, --coco or --tracks-json).")
 @engine_options
 @decoder_option
 @detection_options
+@track_options
 @encoder_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no timing summary.")
 @debug_option
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
+    track = tracking(options)
     outputs = planned_outputs(input_path, options)
     labels = model_labels(options)
     # Every option is checked before the input is opened and before any output or shared memory exists.
     pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
-                                       progress=not options["quiet"] and sys.stderr.isatty())
+                                       progress=not options["quiet"] and sys.stderr.isatty(), tracking=track)
     source = single_video_opener(options)(input_path)
     try:
         if source.info.still_image and "output" in outputs:

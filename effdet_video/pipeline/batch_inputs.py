@@ -12,7 +12,7 @@ from effdet_video.stages.image_sink import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
                     ".wmv", ".mpg", ".mpeg", ".3gp")
-OUTPUT_KINDS = ("video", "jsonl", "coco")
+OUTPUT_KINDS = ("video", "jsonl", "coco", "tracks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,14 +24,16 @@ class BatchItem:
 
     def outputs(self, output_dir: Path, kinds: tuple[str, ...]) -> dict[str, Path]:
         """The output files of `kinds`: the video (an image, for an image input) keeps the input's name
-        (plus .mp4 when its extension cannot be written); detections append .jsonl / .coco.json to the full name, so that clip.mp4
-        and clip.mov in one folder never share an output."""
+        (plus .mp4 when its extension cannot be written); detections append .jsonl / .coco.json (the
+        tracks summary .tracks.json) to the full name, so that clip.mp4 and clip.mov in one folder never
+        share an output."""
         target = output_dir / self.relative
         names = {
             "video": target if target.suffix.lower() in (*DEFAULT_CODECS, *IMAGE_EXTENSIONS)
             else target.with_name(target.name + ".mp4"),
             "jsonl": target.with_name(target.name + ".jsonl"),
             "coco": target.with_name(target.name + ".coco.json"),
+            "tracks": target.with_name(target.name + ".tracks.json"),
         }
         return {kind: names[kind] for kind in kinds}
 

@@ -25,6 +25,9 @@ class FrameRecord:
     net_image:   the letterboxed network input, uint8 [H_net, W_net, 3].
     letterbox:   how `image` maps into `net_image`.
     detections:  float32 [n, 6] (x0, y0, x1, y1, score, class_id) in `image` pixels, after filtering.
+    track_ids:   with tracking, int64 [n] aligned with `detections`: each one's track id, -1 for none.
+    trails:      with trails, per detection its track's recent centres, float64 [k, 2] (x, y) in `image`
+                 pixels, oldest first (empty for an untracked detection).
     encoded:     what the annotate stage made for the sinks (e.g. a PyAV frame ready to encode).
     """
 
@@ -39,6 +42,8 @@ class FrameRecord:
     net_image: np.ndarray | None = None
     letterbox: Letterbox | None = None
     detections: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    trails: list[np.ndarray] | None = None
     encoded: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

@@ -25,13 +25,14 @@ from effdet_video.pipeline.control import Interrupted, RunControl
 from effdet_video.pipeline.live_latency import LatencyRecorder
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.stages.detection_sinks import JsonLinesSink, TracksJsonSink
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.live_sinks import KeepOnAbort, LatencySink, StdoutJsonLinesSink, StreamOutputSink
 from effdet_video.stages.live_source import LiveLocation, LiveOptions, LiveSource
 from effdet_video.stages.output_file import check_output_path
 from effdet_video.stages.preview import PreviewServer, PreviewSink
 from effdet_video.stages.source import VideoInfo
+from effdet_video.stages.track import TrackingOptions
 from effdet_video.stages.video_sink import VideoFileSink
 
 STOP_TIMEOUT_S = 0.3  # after a signal, how long to wait for a stage busy in the engine before leaving it
@@ -40,7 +41,8 @@ STOP_TIMEOUT_S = 0.3  # after a signal, how long to wait for a stage busy in the
 @dataclasses.dataclass(frozen=True)
 class LiveOutputs:
     """output: a video file (a finite recording) or a URL; jsonl: a path or '-' for stdout; preview: serve
-    the preview page on preview_host:preview_port (0 picks a free port); stats_json: the final report."""
+    the preview page on preview_host:preview_port (0 picks a free port); stats_json: the final report;
+    tracks_json: with tracking, the per-track summary."""
 
     output: str | None = None
     output_format: str | None = None
@@ -49,13 +51,14 @@ class LiveOutputs:
     preview_host: str = "127.0.0.1"
     preview_port: int = 8080
     stats_json: Path | None = None
+    tracks_json: Path | None = None
     overwrite: bool = False
 
     def check(self, location: LiveLocation) -> None:
         """Refuse bad output paths before anything is opened."""
         inputs = (Path(location.url),) if location.kind == "file" else ()
-        for path in (self.output, self.jsonl):
-            if path and path != "-" and "://" not in path:
+        for path in (self.output, self.jsonl, self.tracks_json):
+            if path and path != "-" and "://" not in str(path):
                 check_output_path(Path(path), inputs, self.overwrite)
 
 
@@ -70,6 +73,8 @@ def _sinks(outputs: LiveOutputs, info: VideoInfo, labels: dict[int, str] | None)
         sinks.append(StdoutJsonLinesSink(labels))
     elif outputs.jsonl:
         sinks.append(KeepOnAbort(JsonLinesSink(Path(outputs.jsonl), labels)))
+    if outputs.tracks_json:
+        sinks.append(KeepOnAbort(TracksJsonSink(Path(outputs.tracks_json), labels)))
     return sinks
 
 
@@ -103,9 +108,11 @@ def warm_up(engine: Engine) -> None:
 def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Callable[[], Engine],
              outputs: LiveOutputs, detection_filter: DetectionFilter = DetectionFilter(),
              labels: dict[int, str] | None = None, duration_s: float | None = None,
-             report: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+             report: Callable[[str], None] = lambda message: None,
+             tracking: TrackingOptions | None = None) -> dict[str, Any]:
     """Run until the source ends, `duration_s` passes or a signal comes; return the final report (also
-    written to `outputs.stats_json`): latency p50/p99/max and drift, frames, dropped, how it ended."""
+    written to `outputs.stats_json`): latency p50/p99/max and drift, frames, dropped, how it ended.
+    `tracking`: one tracker for the whole session, so a reconnect within its patience keeps identities."""
     outputs.check(location)
     control = RunControl()
     source = LiveSource(location, options, report)
@@ -142,7 +149,7 @@ def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Calla
                         timer.start()
                     pipeline = PipelineOptions(detection_filter=detection_filter, labels=labels,
                                                prepare_workers=1, annotate_workers=1, in_flight=0,
-                                               stop_timeout_s=STOP_TIMEOUT_S)
+                                               stop_timeout_s=STOP_TIMEOUT_S, tracking=tracking)
                     try:
                         run_pipeline(source, engine, sinks, pipeline, control)
                     except Interrupted:

@@ -28,6 +28,7 @@ from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.infer import BatchRunner, DetectionFilter
 from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames
+from effdet_video.stages.track import FrameTracker, TrackingOptions, tracking_filter
 
 DONE = object()  # end-of-stream marker
 T = TypeVar("T")
@@ -46,7 +47,8 @@ class PipelineOptions:
     """How a run behaves (what the engine computes is the engine's business).
 
     in_flight: engine batches submitted but not yet collected (overlap of accelerator and host).
-    stop_timeout_s: after a stop, how long to wait for the threads before giving up on them."""
+    stop_timeout_s: after a stop, how long to wait for the threads before giving up on them.
+    tracking: track objects (stages/track.py), one tracker per run: per stream, per live session."""
 
     detection_filter: DetectionFilter = DetectionFilter()
     labels: dict[int, str] | None = None
@@ -55,6 +57,7 @@ class PipelineOptions:
     in_flight: int = 2
     progress: bool = False
     stop_timeout_s: float = 1.5
+    tracking: TrackingOptions | None = None
 
 
 def _timed(items: Iterable[T], clock: StageClock) -> Iterator[T]:
@@ -86,6 +89,7 @@ class _Run:
             "decode": StageClock("decode"),
             "prepare": StageClock("prepare", preparers),
             "infer": StageClock("infer"),
+            **({"track": StageClock("track")} if options.tracking else {}),
             "annotate": StageClock("annotate", annotators),
             "write": StageClock("write"),
         }
@@ -153,13 +157,22 @@ class _Run:
         self.control.put(self.prepared, DONE)
 
     def infer(self) -> None:
-        runner = BatchRunner(self.engine, self.options.detection_filter, self.clocks["infer"],
-                             self.options.in_flight)
-        for record in self._ordered(self.prepared, self.preparers):
-            for done in runner.add(record):
+        tracking = self.options.tracking
+        tracker = FrameTracker(tracking) if tracking else None
+        detection_filter = tracking_filter(self.options.detection_filter, tracking) if tracking \
+            else self.options.detection_filter
+        runner = BatchRunner(self.engine, detection_filter, self.clocks["infer"], self.options.in_flight)
+
+        def detected(records: list[FrameRecord]) -> None:
+            for done in records:
+                if tracker is not None:
+                    with self.clocks["track"].busy():
+                        tracker.apply(done)
                 self.control.put(self.detected, done)
-        for done in runner.flush():
-            self.control.put(self.detected, done)
+
+        for record in self._ordered(self.prepared, self.preparers):
+            detected(runner.add(record))
+        detected(runner.flush())
         for _ in range(self.annotators):
             self.control.put(self.detected, DONE)
 
@@ -176,7 +189,8 @@ class _Run:
             for record in records:
                 with clock.busy():
                     if self.draw:
-                        draw_detections(record.image, record.detections, self.options.labels)
+                        draw_detections(record.image, record.detections, self.options.labels, record.track_ids,
+                                        record.trails)
                     for sink in self.sinks:
                         sink.render(record)
                 self.control.put(self.annotated, record)

@@ -1,5 +1,6 @@
-"""Drawing detections: a box and a 'name score' label per detection, laid out once (`box_layouts`) and
-drawn two ways with the same pixels and colours:
+"""Drawing detections: a box and a 'name score' label per detection ('name #id score' when tracked, and
+optionally its track's recent centres as a dotted trail), laid out once (`box_layouts`, `trail_dots`)
+and drawn two ways with the same pixels and colours:
 
 - `draw_detections`: OpenCV on an RGB frame (the live preview, the naive benchmark peer, the reference
   the YUV drawing is tested against);
@@ -12,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
+from typing import Sequence
 import cv2
 import numpy as np
 
@@ -45,16 +47,22 @@ class BoxLayout:
     label: tuple[int, int, int, int]
 
 
-def box_layouts(detections: np.ndarray, height: int, width: int, labels: dict[int, str] | None = None
-                ) -> list[BoxLayout]:
-    """Rows (x0, y0, x1, y1, score, class_id) on a `height` x `width` display frame. Line width and text
-    size follow the frame size so labels stay legible from 240p to 4K."""
-    thickness = max(1, round(min(height, width) / 360))
+def line_thickness(height: int, width: int) -> int:
+    """Line width follows the frame size so boxes and labels stay legible from 240p to 4K."""
+    return max(1, round(min(height, width) / 360))
+
+
+def box_layouts(detections: np.ndarray, height: int, width: int, labels: dict[int, str] | None = None,
+                track_ids: np.ndarray | None = None) -> list[BoxLayout]:
+    """Rows (x0, y0, x1, y1, score, class_id) on a `height` x `width` display frame; `track_ids` (-1:
+    none) name each box's track in its label."""
+    thickness = line_thickness(height, width)
     font_scale = 0.4 * thickness
     layouts = []
-    for x0, y0, x1, y1, score, class_id in detections:
+    for index, (x0, y0, x1, y1, score, class_id) in enumerate(detections):
         left, top = int(round(x0)), int(round(y0))
-        text = f"{label_name(int(class_id), labels)} {score:.2f}"
+        track = f" #{int(track_ids[index])}" if track_ids is not None and track_ids[index] >= 0 else ""
+        text = f"{label_name(int(class_id), labels)}{track} {score:.2f}"
         (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
         label_top = max(0, top - text_h - baseline)
         layouts.append(BoxLayout(class_colour(int(class_id)), (left, top, int(round(x1)), int(round(y1))),
@@ -62,9 +70,29 @@ def box_layouts(detections: np.ndarray, height: int, width: int, labels: dict[in
     return layouts
 
 
-def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int, str] | None = None) -> None:
-    """Draw rows (x0, y0, x1, y1, score, class_id) onto the RGB uint8 `image` in place."""
-    for layout in box_layouts(detections, *image.shape[:2], labels):
+def trail_dots(detections: np.ndarray, trails: Sequence[np.ndarray] | None, height: int, width: int
+               ) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int]]]:
+    """Each tracked box's recent centres (x, y) as dots: display rectangles [top, bottom) x [left, right)
+    of the box's colour, a line width across."""
+    if not trails:
+        return []
+    size = line_thickness(height, width) + 1
+    dots = []
+    for row, trail in zip(detections, trails):
+        colour = class_colour(int(row[5]))
+        for x, y in np.rint(np.asarray(trail, dtype=np.float64).reshape(-1, 2)).astype(int):
+            top, left = y - size // 2, x - size // 2
+            dots.append(((top, left, top + size, left + size), colour))
+    return dots
+
+
+def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int, str] | None = None,
+                    track_ids: np.ndarray | None = None, trails: Sequence[np.ndarray] | None = None) -> None:
+    """Draw rows (x0, y0, x1, y1, score, class_id), their track ids and trails onto the RGB uint8
+    `image` in place."""
+    for (top, left, bottom, right), colour in trail_dots(detections, trails, *image.shape[:2]):
+        cv2.rectangle(image, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
+    for layout in box_layouts(detections, *image.shape[:2], labels, track_ids):
         x0, y0, x1, y1 = layout.corners
         cv2.rectangle(image, (x0, y0), (x1, y1), layout.colour, layout.thickness)
         left, top, right, bottom = layout.label
@@ -159,14 +187,18 @@ def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, t
     return luma, chroma
 
 
-def paint_lists(detections: np.ndarray, geometry: PlaneGeometry, labels: dict[int, str] | None = None
-                ) -> PaintList:
+def paint_lists(detections: np.ndarray, geometry: PlaneGeometry, labels: dict[int, str] | None = None,
+                track_ids: np.ndarray | None = None, trails: Sequence[np.ndarray] | None = None) -> PaintList:
     """What `draw_detections` would draw on the display frame, as patches of the coded YUV planes."""
     luma: list[Patch] = []
     chroma: list[Patch] = []
     turns = geometry.rotation // 90 % 4
     sy, sx = geometry.subsampling
-    for layout in box_layouts(detections, *geometry.display_hw, labels):
+    for rect, colour in trail_dots(detections, trails, *geometry.display_hw):
+        dot_luma, dot_chroma = _fills(geometry, rect, geometry.matrix.yuv_code(colour))
+        luma.append(dot_luma)
+        chroma.append(dot_chroma)
+    for layout in box_layouts(detections, *geometry.display_hw, labels, track_ids):
         yuv = geometry.matrix.yuv_code(layout.colour)
         for bar in _box_bars(layout):
             bar_luma, bar_chroma = _fills(geometry, bar, yuv)

@@ -1,6 +1,8 @@
-"""Detections as files: JSON Lines (one object per frame) and COCO results JSON (one list)."""
+"""Detections as files: JSON Lines (one object per frame), COCO results JSON (one list), and with
+tracking a per-track summary JSON."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,17 @@ from effdet_video.stages.output_file import UnnamedFile
 
 
 def frame_object(record: FrameRecord, labels: dict[int, str] | None = None) -> dict[str, Any]:
-    """One JSON Lines row: index, pts in seconds and the kept detections (boxes in display pixels)."""
-    return {
-        "index": record.index,
-        "pts": round(record.seconds, 6),
-        "detections": [
-            {"box": [round(float(v), 2) for v in row[:4]], "score": round(float(row[4]), 4),
-             "class_id": int(row[5]), "class_name": label_name(int(row[5]), labels)}
-            for row in record.detections
-        ],
-    }
+    """One JSON Lines row: index, pts in seconds and the kept detections (boxes in display pixels), with
+    tracking each with its "track_id" (null for a detection no track claims)."""
+    detections = [
+        {"box": [round(float(v), 2) for v in row[:4]], "score": round(float(row[4]), 4),
+         "class_id": int(row[5]), "class_name": label_name(int(row[5]), labels)}
+        for row in record.detections
+    ]
+    if record.track_ids is not None:
+        for detection, track_id in zip(detections, record.track_ids.tolist()):
+            detection["track_id"] = track_id if track_id >= 0 else None
+    return {"index": record.index, "pts": round(record.seconds, 6), "detections": detections}
 
 
 def coco_results(record: FrameRecord) -> list[dict[str, Any]]:
@@ -75,4 +78,46 @@ class CocoResultsSink(_TextFileSink):
 
     def finish(self) -> None:
         self._write("\n]\n")
+        super().finish()
+
+
+@dataclasses.dataclass
+class _TrackSummary:
+    class_id: int
+    first_pts: float
+    last_pts: float
+    frames: int = 0
+    score_sum: float = 0.0
+
+
+class TracksJsonSink(_TextFileSink):
+    """At the end, one entry per track: its id, class, first and last pts (seconds), the frames it was
+    seen in and its mean score. Needs a tracking run (`FrameRecord.track_ids`)."""
+
+    def __init__(self, output: Path, labels: dict[int, str] | None = None) -> None:
+        super().__init__(output)
+        self._labels = labels
+        self._tracks: dict[int, _TrackSummary] = {}
+
+    def write(self, record: FrameRecord) -> None:
+        if record.track_ids is None:
+            raise RuntimeError("a tracks summary needs a run with tracking")
+        seconds = record.seconds
+        for row, track_id in zip(record.detections.tolist(), record.track_ids.tolist()):
+            if track_id < 0:
+                continue
+            track = self._tracks.get(track_id)
+            if track is None:
+                track = self._tracks[track_id] = _TrackSummary(int(row[5]), seconds, seconds)
+            track.last_pts = seconds
+            track.frames += 1
+            track.score_sum += row[4]
+
+    def finish(self) -> None:
+        entries = [{"track_id": track_id, "class_id": track.class_id,
+                    "class_name": label_name(track.class_id, self._labels),
+                    "first_pts": round(track.first_pts, 6), "last_pts": round(track.last_pts, 6),
+                    "frames": track.frames, "mean_score": round(track.score_sum / track.frames, 4)}
+                   for track_id, track in sorted(self._tracks.items())]
+        self._write(json.dumps(entries, indent=1) + "\n")
         super().finish()

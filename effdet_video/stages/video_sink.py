@@ -27,7 +27,7 @@ import numpy as np
 
 from effdet_video.errors import UserError
 from effdet_video.ops.colour import ColourMatrix
-from effdet_video.ops.paint import paint, paint_group
+from effdet_video.ops.paint import PaintList, paint, paint_group
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages import encode_process
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
@@ -130,7 +130,7 @@ class VideoFileSink(FrameSink):
             self._slots.pin()
         for group in groups.values():
             frames = group[0].canvas.frames
-            drawn = [(r.canvas.index, paint_lists(r.detections, self._geometry, self.labels)) for r in group]
+            drawn = [(r.canvas.index, self._paint_lists(r)) for r in group]
             paint_group(frames.data, 0, (frames.height, frames.width), 1, [(i, d.luma) for i, d in drawn])
             paint_group(frames.data, frames.height * frames.width, self._geometry.chroma_hw, 2,
                         [(i, d.chroma) for i, d in drawn])
@@ -153,10 +153,13 @@ class VideoFileSink(FrameSink):
             return
         pack_picture(canvas, packed)
         luma, chroma = packed_planes(packed, self._pix_fmt, self.info.width, self.info.height)
-        drawn = paint_lists(record.detections, self._geometry, self.labels)
+        drawn = self._paint_lists(record)
         paint(luma, drawn.luma)
         paint(chroma, drawn.chroma)
         record.encoded["video"] = (slot, None)
+
+    def _paint_lists(self, record: FrameRecord) -> PaintList:
+        return paint_lists(record.detections, self._geometry, self.labels, record.track_ids, record.trails)
 
     def write(self, record: FrameRecord) -> None:
         slot, copied = record.encoded.pop("video")

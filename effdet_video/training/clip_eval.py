@@ -14,6 +14,7 @@ from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import JsonLinesSink
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.source import VideoFileSource
+from effdet_video.stages.track import TrackingOptions
 from effdet_video.stages.video_sink import VideoFileSink
 from effdet_video.training.evaluate import mean_average_precision
 
@@ -21,8 +22,10 @@ EVAL_SCORE_THRESHOLD = 0.05  # low, as COCO evaluation wants the whole precision
 
 
 def detect_clip(clip: Path, spec: EngineSpec, jsonl: Path, labels: dict[int, str] | None = None,
-                annotated: Path | None = None, score_threshold: float = EVAL_SCORE_THRESHOLD) -> RunStats:
-    """Run `clip` through the pipeline, writing detections to `jsonl` (and an annotated video)."""
+                annotated: Path | None = None, score_threshold: float = EVAL_SCORE_THRESHOLD,
+                tracking: TrackingOptions | None = None) -> RunStats:
+    """Run `clip` through the pipeline, writing detections to `jsonl` (and an annotated video), with
+    `tracking` their track ids."""
     source = VideoFileSource(clip)
     try:
         with build_engine(spec) as engine:
@@ -30,7 +33,7 @@ def detect_clip(clip: Path, spec: EngineSpec, jsonl: Path, labels: dict[int, str
             if annotated is not None:
                 sinks.append(VideoFileSink(annotated, source.info, labels=labels))
             options = PipelineOptions(detection_filter=DetectionFilter(score_threshold=score_threshold),
-                                      labels=labels)
+                                      labels=labels, tracking=tracking)
             return run_pipeline(source, engine, sinks, options)
     finally:
         source.close()
