@@ -25,6 +25,7 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import time
 from typing import Any, Callable
@@ -33,10 +34,10 @@ from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemProcessor, ItemResult,
                                                 describe_error, remove_partials_of)
-from effdet_video.pipeline.batch_unit import BatchUnit
+from effdet_video.pipeline.batch_unit import BatchUnit, thread_locks_for_progress_bars
 from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl, stop_on_signals
 
-STOP_GRACE_S = 1.5  # a stopped worker's inputs stop within the pipeline's stop timeout; then it is killed
+STOP_GRACE_S = 1.0  # how long stopped workers may take to stop their inputs; then they are killed
 ATTEMPTS = 2  # an input whose worker dies is handed out once more
 
 
@@ -214,6 +215,7 @@ def worker_main(connection: multiprocessing.connection.Connection, unit: BatchUn
     """A worker process: builds the unit, then runs the inputs the parent sends, up to `jobs` at once,
     sending back each result with its manifest entry, and its engines' statistics before it exits."""
     control = RunControl()
+    thread_locks_for_progress_bars()
     with stop_on_signals(control):
         try:
             opened = unit.open()
@@ -228,8 +230,10 @@ def worker_main(connection: multiprocessing.connection.Connection, unit: BatchUn
             _serve(connection, processor, control, max(1, unit.options.jobs))
         finally:
             opened.__exit__(None, None, None)
-        if not control.stopping:
-            connection.send(("engines", running.engine_stats()))
+        if control.stopping:  # its inputs have removed their partial outputs: no need for a slow shutdown
+            connection.close()
+            os._exit(0)
+        connection.send(("engines", running.engine_stats()))
 
 
 def _serve(connection: multiprocessing.connection.Connection, processor: ItemProcessor, control: RunControl,

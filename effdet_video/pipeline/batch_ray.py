@@ -33,7 +33,7 @@ from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, shard_name
 from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemProcessor, ItemResult,
                                                 remove_partials_of)
-from effdet_video.pipeline.batch_unit import BatchUnit, build_engines
+from effdet_video.pipeline.batch_unit import BatchUnit, build_engines, thread_locks_for_progress_bars
 from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl
 from effdet_video.stages.infer import DetectionFilter
 
@@ -51,6 +51,7 @@ class BatchActor:
     constructor, which Ray runs again when it restarts the actor."""
 
     def __init__(self, unit: BatchUnit) -> None:
+        thread_locks_for_progress_bars()
         self.unit = unit
         self.control = RunControl()
         self._context = unit.open()

@@ -34,6 +34,17 @@ def build_engines(spec: EngineSpec, devices: Sequence[str]) -> list[Engine]:
     return engines
 
 
+def thread_locks_for_progress_bars() -> None:
+    """tqdm guards its bars with a multiprocessing semaphore, made with the first bar (even a disabled
+    one); a worker process or actor that is killed would leave it to the resource tracker to clean up,
+    with a warning. One process's bars need only a thread lock."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 def gpu_ids(devices: Sequence[str]) -> list[int]:
     """'cuda:1' -> 1 ('cuda' is 0); CPU devices have none."""
     return [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
