@@ -109,16 +109,19 @@ def test_two_worker_processes_equal_one_process_redo_a_killed_workers_file_and_r
     check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--processes", "2", "-j", "2")
 
 
-@pytest.mark.slow
-def test_two_ray_actors_equal_one_process_redo_a_killed_actors_file_and_resume(
-        clips: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ray_cluster() -> object:
+    """A local Ray instance of 2 CPUs, as a 2-core CI machine has."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--ray", "auto", "--processes", "2",
-                                   "-j", "2")
-    finally:
-        ray.shutdown()
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_two_ray_actors_equal_one_process_redo_a_killed_actors_file_and_resume(
+        clips: Path, reference: dict[str, bytes], tmp_path: Path, ray_cluster: object) -> None:
+    check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--ray", "auto", "--processes", "2", "-j", "2")
 
 
 @pytest.mark.slow
@@ -187,3 +190,22 @@ def test_the_ray_data_detector_finds_what_the_batch_writes(clips: Path, referenc
     assert list(out["index"]) == list(range(10))
     expected = [json.loads(line)["detections"] for line in reference["c0.mp4"].decode().splitlines()]
     assert [json.loads(text) for text in out["detections"]] == expected
+
+
+@pytest.mark.slow
+def test_the_detector_in_ray_data_map_batches(clips: Path, reference: dict[str, bytes], ray_cluster) -> None:
+    """The README's example: frames as a Ray Dataset through map_batches(Detector) on 2 actors."""
+    import av
+
+    from effdet_video.pipeline.batch_ray import Detector
+    from effdet_video.stages.prepare import picture_to_rgb
+
+    pytest.importorskip("ray.data")
+    with av.open(str(clips / "c1.mp4")) as video:
+        frames = [{"index": i, "image": picture_to_rgb(f)} for i, f in enumerate(video.decode(video=0))]
+    ds = ray_cluster.data.from_items(frames).map_batches(
+        Detector, fn_constructor_kwargs={"model": "demo", "device": "cpu", "score_threshold": 0.3},
+        batch_size=4, concurrency=2)
+    rows = sorted(ds.take_all(), key=lambda row: row["index"])
+    expected = [json.loads(line)["detections"] for line in reference["c1.mp4"].decode().splitlines()]
+    assert [json.loads(row["detections"]) for row in rows] == expected

@@ -110,7 +110,10 @@ def run_batch_ray(items: list[BatchItem], unit: BatchUnit, address: str | None =
     control = control or RunControl()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+        try:
+            ray.init(address=None if address == "local" else address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({error})") from None
     handles: list[Any] = []
     lost: list[int] = []
     manifest = Manifest(unit.options.output_dir)
