@@ -128,8 +128,7 @@ def run_batch_ray(items: list[BatchItem], unit: BatchUnit, address: str | None =
         started = time.perf_counter()
         lost = _dispatch(ray, handles, items, ledger, control)
         wall_s = time.perf_counter() - started
-        engines = [] if control.stopping else [s for h in ray.get([h.engine_stats.remote() for h in handles])
-                                               for s in h]
+        engines = [] if control.stopping else _engine_stats(ray, handles)
         summary = ledger.summary(wall_s, control.stopping, engines)
         summary.engine_build_s = round(started - built, 3)
         return summary
