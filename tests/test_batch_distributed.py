@@ -109,21 +109,6 @@ def test_two_worker_processes_equal_one_process_redo_a_killed_workers_file_and_r
     check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--processes", "2", "-j", "2")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> object:
-    """A local Ray instance of 2 CPUs, as a 2-core CI machine has."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.mark.slow
-def test_two_ray_actors_equal_one_process_redo_a_killed_actors_file_and_resume(
-        clips: Path, reference: dict[str, bytes], tmp_path: Path, ray_cluster: object) -> None:
-    check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--ray", "auto", "--processes", "2", "-j", "2")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_every_worker_process_within_2_s_and_leaves_no_partial_output(
@@ -190,6 +175,31 @@ def test_the_ray_data_detector_finds_what_the_batch_writes(clips: Path, referenc
     assert list(out["index"]) == list(range(10))
     expected = [json.loads(line)["detections"] for line in reference["c0.mp4"].decode().splitlines()]
     assert [json.loads(text) for text in out["detections"]] == expected
+
+
+def test_processes_and_processes_per_gpu_together_are_a_user_error(clips: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["batch", str(clips), "-o", str(tmp_path / "o"), *MODEL, "--processes", "2",
+                  "--processes-per-gpu", "2"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --processes and --processes-per-gpu: give one of them"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> object:
+    """A local Ray instance of 2 CPUs, as a 2-core CI machine has."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_two_ray_actors_equal_one_process_redo_a_killed_actors_file_and_resume(
+        clips: Path, reference: dict[str, bytes], tmp_path: Path, ray_cluster: object) -> None:
+    check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--ray", "auto", "--processes", "2", "-j", "2")
 
 
 @pytest.mark.slow

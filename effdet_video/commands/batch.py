@@ -112,7 +112,8 @@ def print_result(result: ItemResult) -> None:
               help="Extensions of the input videos searched in a folder.")
 @click.option("--no-recursive", is_flag=True, help="Only the folder itself, not its subfolders.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Inputs processed at once [default: up to half the CPU cores, at least 4].")
+              help="Inputs processed at once, shared out over the worker processes or actors if any "
+                   "[default: up to half the CPU cores, at least 4].")
 @click.option("--devices", default=None, metavar="LIST",
               help="One engine per device, e.g. cuda:0,cuda:1, or 'all' GPUs (overrides --device).")
 @click.option("--stream-batch", type=click.IntRange(min=1), default=DEFAULT_STREAM_BATCH, show_default=True,

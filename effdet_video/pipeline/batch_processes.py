@@ -37,7 +37,7 @@ from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemP
 from effdet_video.pipeline.batch_unit import BatchUnit, thread_locks_for_progress_bars
 from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl, stop_on_signals
 
-STOP_GRACE_S = 1.0  # how long stopped workers may take to stop their inputs; then they are killed
+STOP_GRACE_S = 0.5  # how long stopped workers may take to stop their inputs; then they are killed, within 2 s
 ATTEMPTS = 2  # an input whose worker dies is handed out once more
 
 

@@ -142,6 +142,17 @@ def run_batch_ray(items: list[BatchItem], unit: BatchUnit, address: str | None =
             ray.shutdown()
 
 
+def _engine_stats(ray: Any, handles: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every actor's engine statistics (none from an actor that is gone)."""
+    found = []
+    for handle in handles:
+        try:
+            found += ray.get(handle.engine_stats.remote())
+        except ray.exceptions.RayError:
+            continue
+    return found
+
+
 def _dispatch(ray: Any, handles: Sequence[Any], items: list[BatchItem], ledger: BatchLedger,
               control: RunControl) -> list[int]:
     """Keep every actor's `jobs` slots busy until all inputs have a result or the batch stops; the inputs
