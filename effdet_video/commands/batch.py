@@ -3,7 +3,9 @@ and/or detections under OUTDIR, mirroring the folder structure; resumable; a sum
 
 Several inputs run at once (--jobs), each its own pipeline; their frames meet in one shared engine per
 device (cross-stream batching, engine/shared.py), so the accelerator gets full batches even when every
-single video is limited by decoding. Exit code 0 when every input is done, 1 when any failed.
+single video is limited by decoding. Beyond one Python process: --processes / --processes-per-gpu
+(worker processes, pipeline/batch_processes.py) and --ray (Ray actors, pipeline/batch_ray.py), each
+running the same unit (pipeline/batch_unit.py). Exit code 0 when every input is done, 1 when any failed.
 """
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ import dataclasses
 import json
 import os
 import signal
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -21,12 +22,11 @@ from effdet_video.commands.common import (debug_option, decoder_option, detectio
                                           encoder_options, engine_options, engine_spec, model_labels, track_options,
                                           tracking, video_opener)
 from effdet_video.commands.run import open_sinks
-from effdet_video.engine.base import Engine
-from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
-from effdet_video.pipeline.batch_runner import (BatchOptions, BatchSummary, ItemResult, SinkOpener, SourceOpener,
-                                                run_batch)
+from effdet_video.pipeline.batch_processes import run_batch_processes
+from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, run_batch
+from effdet_video.pipeline.batch_unit import BatchUnit
 from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
@@ -63,21 +63,6 @@ def parse_devices(text: str | None, device: str) -> list[str]:
     return devices
 
 
-def build_engines(spec: EngineSpec, devices: list[str]) -> list[Engine]:
-    """One engine per device, closing those already built if one fails."""
-    from effdet_video.engine import factory
-
-    engines: list[Engine] = []
-    try:
-        for device in devices:
-            engines.append(factory.build_engine(dataclasses.replace(spec, device=device)))
-    except BaseException:
-        for engine in engines:
-            engine.close()
-        raise
-    return engines
-
-
 def output_options(options: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
     """What shapes the outputs: a change redoes the inputs on a rerun (batch sizes and devices do not)."""
     names = ["model", "weights", "random_weights", "precision", "max_det", "score_threshold", "classes"]
@@ -91,6 +76,27 @@ def output_options(options: dict[str, Any], kinds: tuple[str, ...]) -> dict[str,
 def per_stream_workers(jobs: int) -> int:
     """Prepare/annotate threads per stream: the cores shared among the streams, 1 to 4 each."""
     return max(1, min(4, (os.cpu_count() or 1) // max(1, jobs)))
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSinks:
+    """The sinks of one input's outputs, from the encoder options and class names: picklable, for worker
+    processes and Ray actors."""
+
+    encoder: dict[str, Any]
+    labels: dict[int, str]
+
+    def __call__(self, outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
+        return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},
+                          info, self.encoder, self.labels)
+
+
+def worker_devices(devices: list[str], processes: int | None, per_gpu: int | None) -> list[str] | None:
+    """The device of each worker process (round robin over `devices`), or None for no worker processes."""
+    if processes and per_gpu:
+        raise UserError("--processes and --processes-per-gpu: give one of them")
+    count = processes or (per_gpu * len(devices) if per_gpu else 0)
+    return [devices[index % len(devices)] for index in range(count)] or None
 
 
 def print_result(result: ItemResult) -> None:
@@ -111,7 +117,8 @@ def print_result(result: ItemResult) -> None:
               help="Extensions of the input videos searched in a folder.")
 @click.option("--no-recursive", is_flag=True, help="Only the folder itself, not its subfolders.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Inputs processed at once [default: up to half the CPU cores, at least 4].")
+              help="Inputs processed at once, shared out over the worker processes or actors if any "
+                   "[default: up to half the CPU cores, at least 4].")
 @click.option("--devices", default=None, metavar="LIST",
               help="One engine per device, e.g. cuda:0,cuda:1, or 'all' GPUs (overrides --device).")
 @click.option("--stream-batch", type=click.IntRange(min=1), default=DEFAULT_STREAM_BATCH, show_default=True,
@@ -123,6 +130,14 @@ def print_result(result: ItemResult) -> None:
 @detection_options
 @track_options
 @encoder_options
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Worker processes, each with its own engine and --jobs share, the devices in turn "
+                   "(with --ray: the number of actors).")
+@click.option("--processes-per-gpu", type=click.IntRange(min=1), default=None,
+              help="Worker processes per device of --devices (with --ray: actors per GPU, num_gpus 1/K each).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on a Ray cluster (auto, ray://HOST:10001, or 'local' to start one here); "
+                   "needs effdet-video[ray] and OUTDIR on storage every node sees.")
 @click.option("--redo", is_flag=True, help="Process every input again, even those done by an earlier run.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the summary (per input and totals) as JSON here.")
@@ -139,39 +154,47 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     items = find_inputs(input_path, output_dir, parse_extensions(options["extensions"]),
                         recursive=not options["no_recursive"])
     devices = parse_devices(options["devices"], options["device"])
-    open_source = video_opener(options["decoder"], devices)
+    workers = worker_devices(devices, options["processes"], options["processes_per_gpu"])
+    opener = video_opener(options["decoder"], devices)
     options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
     spec = engine_spec({**options, "device": devices[0]})
+    processes = len(workers) if workers else 1
     jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
-    workers = per_stream_workers(jobs)
     labels = model_labels(options)
     batch_options = BatchOptions(
         output_dir=output_dir,
         output_kinds=kinds,
-        jobs=jobs,
+        jobs=-(-jobs // processes),
         pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=labels,
-                                 prepare_workers=workers,
-                                 annotate_workers=workers, tracking=track),
+                                 prepare_workers=per_stream_workers(jobs),
+                                 annotate_workers=per_stream_workers(jobs), tracking=track),
         output_options=output_options(options, kinds),
         redo=options["redo"],
     )
-
     make_output_folder(output_dir)  # once every option is known good
-
-    def sinks_for(outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
-        return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},
-                          info, options, labels)
-
+    unit = BatchUnit(batch_options, spec, tuple(devices),
+                     BatchSinks({name: options[name] for name in ("codec", "crf", "preset", "no_audio")}, labels),
+                     decoder=opener.decoder, frames_on_gpu=opener.frames_on_gpu, stream_batch=options["stream_batch"],
+                     linger_s=options["linger_ms"] / 1000,
+                     cpu_threads=max(1, (os.cpu_count() or 1) // processes) if workers else None)
     control = RunControl()
-    build_started = time.perf_counter()
-    engines = build_engines(spec, devices)
-    build_s = time.perf_counter() - build_started
+    on_result = None if options["quiet"] else print_result
     with stop_on_signals(control):
-        summary = _run(items, engines, batch_options, open_source, sinks_for, control, options)
+        if options["ray_address"]:
+            from effdet_video.pipeline.batch_ray import run_batch_ray
+
+            summary = run_batch_ray(items, unit, options["ray_address"], actors=options["processes"],
+                                    actors_per_gpu=options["processes_per_gpu"], control=control,
+                                    on_result=on_result)
+        elif workers:
+            summary = run_batch_processes(items, [unit.on_devices([device]) for device in workers], control,
+                                          on_result)
+        else:
+            summary = _run_here(items, unit, control, on_result)
     click.echo(summary.table(), err=True)
     if options["summary_json"]:
-        report = {**summary.as_dict(), "engine_build_s": round(build_s, 3), "devices": devices,
-                  "decoder": options["decoder"], "jobs": jobs,
+        report = {**summary.as_dict(), "devices": devices, "decoder": options["decoder"], "jobs": jobs,
+                  "processes": processes if not options["ray_address"] else None, "ray": options["ray_address"],
                   "model": spec.model, "precision": spec.precision, "engine_batch": spec.batch_size,
                   "stream_batch": min(options["stream_batch"], spec.batch_size)}
         options["summary_json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -181,19 +204,12 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         click.get_current_context().exit(1)  # some inputs failed; the others are done
 
 
-def _run(items: list[BatchItem], engines: list[Engine], batch_options: BatchOptions, open_source: SourceOpener,
-         sinks_for: SinkOpener, control: RunControl, options: dict[str, Any]) -> BatchSummary:
-    """One stream on one device uses its engine directly (exactly a single `run`); otherwise the streams
-    share the engines through a SharedEngine."""
-    from effdet_video.engine.shared import SharedEngine
-
-    on_result = None if options["quiet"] else print_result
-    if batch_options.jobs == 1 and len(engines) == 1:
-        with engines[0] as engine:
-            return run_batch(items, lambda: engine, batch_options, sinks_for, open_source, control, on_result)
-    stream_batch = min(options["stream_batch"], engines[0].batch_size)
-    with SharedEngine(engines, linger_s=options["linger_ms"] / 1000) as shared:
-        summary = run_batch(items, lambda: shared.stream_engine(stream_batch), batch_options, sinks_for,
-                            open_source, control, on_result)
-    summary.engines = [stats.as_dict() for stats in shared.stats()]
+def _run_here(items: list[BatchItem], unit: BatchUnit, control: RunControl,
+              on_result: Callable[[ItemResult], None] | None) -> BatchSummary:
+    """All inputs in this process (threads), its engines built first."""
+    with unit.open() as opened:
+        summary = run_batch(items, opened.engine_for_stream, unit.options, unit.open_sinks, opened.open_source,
+                            control, on_result)
+    summary.engines = opened.engine_stats()
+    summary.engine_build_s = opened.build_s
     return summary

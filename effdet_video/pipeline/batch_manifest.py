@@ -4,6 +4,9 @@ inputs that are done and redoes the rest.
 An input is done when its entry says so for the same file (size and mtime) and the same output options,
 and all its outputs exist. Outputs appear only complete (the sinks write to a temporary name and rename),
 and the manifest itself is replaced atomically, so an interrupted batch leaves nothing half-written.
+
+Where several processes on several machines write one OUTDIR (Ray actors), each writes a shard of its own,
+OUTDIR/.effdet-batch.<tag>.json, and the driver merges the shards into the manifest (`merge_shards`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = ".effdet-batch.json"
+SHARD_PATTERN = ".effdet-batch.*.json"
 VERSION = 1
 
 
@@ -49,26 +53,48 @@ class ManifestEntry:
     finished_at: str = ""
 
 
-class Manifest:
-    """Entries keyed by the input's relative path; thread-safe; every `record` rewrites the file."""
+def shard_name(tag: str) -> str:
+    """The file name of one writer's shard of the manifest."""
+    return f".effdet-batch.{tag}.json"
 
-    def __init__(self, output_dir: Path) -> None:
-        self.path = output_dir / MANIFEST_NAME
+
+def _read_entries(path: Path) -> dict[str, ManifestEntry]:
+    """An unreadable or foreign manifest is ignored (everything is redone), never an error."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != VERSION:
+            return {}
+        return {key: ManifestEntry(**value) for key, value in data["entries"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+class Manifest:
+    """Entries keyed by the input's relative path; thread-safe; every `record` rewrites the file (`name`:
+    the manifest's, or a shard's)."""
+
+    def __init__(self, output_dir: Path, name: str = MANIFEST_NAME) -> None:
+        self.path = output_dir / name
         self.output_dir = output_dir
         self._lock = threading.Lock()
-        self._entries: dict[str, ManifestEntry] = {}
-        if self.path.exists():
-            self._entries = self._load()
+        self._entries: dict[str, ManifestEntry] = _read_entries(self.path) if self.path.exists() else {}
 
-    def _load(self) -> dict[str, ManifestEntry]:
-        """An unreadable or foreign manifest is ignored (everything is redone), never an error."""
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") != VERSION:
-                return {}
-            return {key: ManifestEntry(**value) for key, value in data["entries"].items()}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return {}
+    def merge_shards(self) -> int:
+        """Take in the entries of every shard beside the manifest (the later of two entries for one input
+        wins), write the manifest, then delete the shards; the number of shards merged."""
+        shards = sorted(self.output_dir.glob(SHARD_PATTERN)) if self.output_dir.is_dir() else []
+        if not shards:
+            return 0
+        with self._lock:
+            for shard in shards:
+                for key, entry in _read_entries(shard).items():
+                    mine = self._entries.get(key)
+                    if mine is None or entry.finished_at >= mine.finished_at:
+                        self._entries[key] = entry
+            self._write()
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+        return len(shards)
 
     def get(self, key: str) -> ManifestEntry | None:
         with self._lock:

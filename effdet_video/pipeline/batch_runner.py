@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import glob
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -65,12 +66,14 @@ class ItemResult:
 
 @dataclasses.dataclass
 class BatchSummary:
-    """Per-input results in input order; wall_s of the whole batch; engines: per-device statistics."""
+    """Per-input results in input order; wall_s of the whole batch; engines: per-device statistics;
+    engine_build_s: how long building the engines took (the slowest process's)."""
 
     items: list[ItemResult]
     wall_s: float
     engines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     interrupted: bool = False
+    engine_build_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -86,6 +89,7 @@ class BatchSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"totals": self.totals(), "engines": self.engines, "interrupted": self.interrupted,
+                "engine_build_s": self.engine_build_s,
                 "items": [dataclasses.asdict(item) for item in self.items]}
 
     def table(self) -> str:
@@ -116,6 +120,13 @@ def remove_stale_partials(output: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def remove_partials_of(item: BatchItem, options: BatchOptions) -> None:
+    """What a process killed while working on `item` left of its outputs (called where no one else works on it)."""
+    for output in item.outputs(options.output_dir, options.output_kinds).values():
+        if output.parent.is_dir():
+            remove_stale_partials(output)
+
+
 def process_item(item: BatchItem, outputs: dict[str, Path], engine: Engine, open_source: SourceOpener,
                  open_sinks: SinkOpener, options: PipelineOptions,
                  control: RunControl) -> tuple[RunStats, str | None]:
@@ -132,69 +143,116 @@ def process_item(item: BatchItem, outputs: dict[str, Path], engine: Engine, open
         source.close()
 
 
-class _Batch:
-    """The state of one `run_batch` call shared by its worker threads."""
+def options_key(options: BatchOptions) -> str:
+    """The manifest's hash of what shapes the outputs."""
+    return options_hash({**options.output_options, "outputs": sorted(options.output_kinds)})
+
+
+class ItemProcessor:
+    """The per-input unit: processes inputs, one pipeline each, any number at once from different threads,
+    and says what the manifest should record for each; it writes no manifest itself, so that it runs the
+    same in a thread pool, a worker process or a Ray actor. `control` stops every input it is running."""
 
     def __init__(self, options: BatchOptions, engine_for_stream: EngineProvider, open_sinks: SinkOpener,
-                 open_source: SourceOpener, control: RunControl,
-                 on_result: Callable[[ItemResult], None] | None) -> None:
+                 open_source: SourceOpener, control: RunControl) -> None:
         self.options = options
         self.engine_for_stream = engine_for_stream
         self.open_sinks = open_sinks
         self.open_source = open_source
         self.control = control
-        self.on_result = on_result or (lambda result: None)
-        self.manifest = Manifest(options.output_dir)
-        self.options_key = options_hash({**options.output_options, "outputs": sorted(options.output_kinds)})
-        self.active: dict[str, RunControl] = {}
+        self.options_key = options_key(options)
+        self._active: dict[str, RunControl] = {}
+        self._lock = threading.Lock()
 
-    def skip_if_done(self, item: BatchItem) -> ItemResult | None:
-        key = item.relative.as_posix()
-        try:
-            stamp = fingerprint(item.path)
-        except OSError:
-            return None  # processing it reports the problem
-        if self.options.redo or not self.manifest.is_done(key, stamp, self.options_key):
-            return None
-        entry = self.manifest.get(key)
-        return ItemResult(key, "skipped", frames=entry.frames, fps=entry.fps, wall_s=entry.wall_s,
-                          skipped_packets=entry.skipped_packets, outputs=entry.outputs)
-
-    def process(self, item: BatchItem) -> ItemResult:
+    def process(self, item: BatchItem) -> tuple[ItemResult, ManifestEntry | None]:
+        """The input's result, and its manifest entry (None when it was interrupted: a rerun redoes it)."""
         key = item.relative.as_posix()
         if self.control.stopping:
-            return ItemResult(key, "interrupted")
+            return ItemResult(key, "interrupted"), None
         outputs = item.outputs(self.options.output_dir, self.options.output_kinds)
         relative_outputs = [path.relative_to(self.options.output_dir).as_posix() for path in outputs.values()]
         item_control = RunControl()
-        self.active[key] = item_control
+        with self._lock:
+            self._active[key] = item_control
         try:
             stamp = fingerprint(item.path) if item.path.exists() else {}
             stats, decoder = process_item(item, outputs, self.engine_for_stream(), self.open_source,
                                           self.open_sinks, self.options.pipeline, item_control)
         except Exception as error:  # noqa: BLE001 - one input's failure must not stop the batch
             if self.control.stopping:
-                return self._report(ItemResult(key, "interrupted", error=describe_error(self.control.error)))
+                return ItemResult(key, "interrupted", error=describe_error(self.control.error)), None
             result = ItemResult(key, "failed", error=describe_error(error).removeprefix(f"{item.path}: "))
-            self.manifest.record(key, ManifestEntry("failed", stamp, self.options_key, [], error=result.error))
-            return self._report(result)
+            return result, ManifestEntry("failed", stamp, self.options_key, [], error=result.error)
         finally:
-            self.active.pop(key, None)
+            with self._lock:
+                self._active.pop(key, None)
         result = ItemResult(key, "done", frames=stats.frames, fps=round(stats.fps, 2), wall_s=round(stats.wall_s, 3),
                             skipped_packets=stats.skipped_packets, outputs=relative_outputs, decoder=decoder)
-        self.manifest.record(key, ManifestEntry("done", stamp, self.options_key, relative_outputs, frames=result.frames,
-                                                fps=result.fps, wall_s=result.wall_s,
-                                                skipped_packets=result.skipped_packets))
-        return self._report(result)
-
-    def _report(self, result: ItemResult) -> ItemResult:
-        self.on_result(result)
-        return result
+        return result, ManifestEntry("done", stamp, self.options_key, relative_outputs, frames=result.frames,
+                                     fps=result.fps, wall_s=result.wall_s, skipped_packets=result.skipped_packets)
 
     def stop_active(self) -> None:
         """Pass the batch's stop on to every running input."""
-        for item_control in list(self.active.values()):
+        with self._lock:
+            running = list(self._active.values())
+        for item_control in running:
             item_control.fail(self.control.error or Interrupted(signal.SIGINT))
+
+
+class BatchLedger:
+    """The manifest side of a batch, kept by the one process that owns the manifest: which inputs an
+    earlier run did (skipped now), and the results of the others as they come in, in input order."""
+
+    def __init__(self, items: list[BatchItem], options: BatchOptions, manifest: Manifest | None = None,
+                 on_result: Callable[[ItemResult], None] | None = None) -> None:
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+        self.items = items
+        self.options = options
+        self.manifest = manifest or Manifest(options.output_dir)
+        self.on_result = on_result or (lambda result: None)
+        self._key = options_key(options)
+        self._results: list[ItemResult | None] = [self._skipped(item) for item in items]
+        for result in self._results:
+            if result is not None:
+                self.on_result(result)
+
+    def pending(self) -> list[int]:
+        """Indices of the inputs to process."""
+        return [index for index, result in enumerate(self._results) if result is None]
+
+    def _skipped(self, item: BatchItem) -> ItemResult | None:
+        key = item.relative.as_posix()
+        try:
+            stamp = fingerprint(item.path)
+        except OSError:
+            return None  # processing it reports the problem
+        if self.options.redo or not self.manifest.is_done(key, stamp, self._key):
+            return None
+        entry = self.manifest.get(key)
+        return ItemResult(key, "skipped", frames=entry.frames, fps=entry.fps, wall_s=entry.wall_s,
+                          skipped_packets=entry.skipped_packets, outputs=entry.outputs)
+
+    def record(self, index: int, result: ItemResult, entry: ManifestEntry | None) -> None:
+        if entry is not None:
+            self.manifest.record(result.input, entry)
+        self._results[index] = result
+        self.on_result(result)
+
+    def fail(self, index: int, error: str) -> None:
+        """Record input `index` failed by something outside its pipeline (its process died)."""
+        item = self.items[index]
+        try:
+            stamp = fingerprint(item.path)
+        except OSError:
+            stamp = {}
+        self.record(index, ItemResult(item.relative.as_posix(), "failed", error=error),
+                    ManifestEntry("failed", stamp, self._key, [], error=error))
+
+    def summary(self, wall_s: float, interrupted: bool, engines: list[dict[str, Any]] | None = None) -> BatchSummary:
+        """Inputs without a result (never started, or lost to a stop) count as interrupted."""
+        items = [result or ItemResult(item.relative.as_posix(), "interrupted")
+                 for item, result in zip(self.items, self._results)]
+        return BatchSummary(items, wall_s, engines or [], interrupted=interrupted)
 
 
 def run_batch(items: list[BatchItem], engine_for_stream: EngineProvider, options: BatchOptions,
@@ -202,31 +260,26 @@ def run_batch(items: list[BatchItem], engine_for_stream: EngineProvider, options
               control: RunControl | None = None,
               on_result: Callable[[ItemResult], None] | None = None) -> BatchSummary:
     """Process `items` (skipping those the manifest in `options.output_dir` shows done), `options.jobs`
-    at a time; `engine_for_stream()` is called once per processed input and must be safe to use from
-    that input's pipeline while the others run. `on_result` is called as each input finishes.
+    at a time, in this process; `engine_for_stream()` is called once per processed input and must be safe
+    to use from that input's pipeline while the others run. `on_result` is called as each input finishes.
     `control.fail(...)` (e.g. a signal handler) stops the batch: running inputs stop, the rest are not
     started, and the summary says `interrupted`."""
     control = control or RunControl()
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    batch = _Batch(options, engine_for_stream, open_sinks, open_source, control, on_result)
-    results: list[ItemResult | None] = [batch.skip_if_done(item) for item in items]
-    for result in results:
-        if result is not None:
-            batch.on_result(result)
+    ledger = BatchLedger(items, options, on_result=on_result)
+    processor = ItemProcessor(options, engine_for_stream, open_sinks, open_source, control)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs),
                                                thread_name_prefix="effdet-batch") as pool:
-        futures = {pool.submit(batch.process, item): index
-                   for index, item in enumerate(items) if results[index] is None}
+        futures = {pool.submit(processor.process, items[index]): index for index in ledger.pending()}
         waiting = set(futures)
         while waiting:
             try:
-                _, waiting = concurrent.futures.wait(waiting, timeout=POLL_S)
+                done, waiting = concurrent.futures.wait(waiting, timeout=POLL_S)
             except KeyboardInterrupt:  # no signal handler installed (library use)
                 control.fail(Interrupted(signal.SIGINT))
+                done = set()
             if control.stopping:
-                batch.stop_active()
-        for future, index in futures.items():
-            results[index] = future.result()
-    return BatchSummary([result for result in results if result is not None], time.perf_counter() - started,
-                        interrupted=control.stopping)
+                processor.stop_active()
+            for future in done:
+                ledger.record(futures[future], *future.result())
+    return ledger.summary(time.perf_counter() - started, control.stopping)
