@@ -1,4 +1,5 @@
-"""Shared test fixtures: where ../shared is, and skipping of GPU-only tests on CPU machines."""
+"""Shared test fixtures: where ../shared is, skipping of GPU-only tests on CPU machines, and the fake
+engine in place of every engine the CLI builds."""
 from __future__ import annotations
 
 import os
@@ -46,3 +47,19 @@ def media() -> Path:
 @pytest.fixture(scope="session")
 def automl_fixtures() -> Path:
     return _require(AUTOML_FIXTURES, "AutoML fixtures")
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every engine the CLI builds, a FakeEngine (tests/fakes.py) with the spec's batch size and cap."""
+    from effdet_video.engine import factory
+    from fakes import FakeEngine
+
+    built: list[FakeEngine] = []
+
+    def build(spec):
+        built.append(FakeEngine(batch_size=spec.batch_size, max_det=spec.max_det))
+        return built[-1]
+
+    monkeypatch.setattr(factory, "build_engine", build)
+    return built

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
+
+from pipeline_clips import encode_all, sine_audio
 
 
 def make_noisy_mkv(path: Path, frames: int = 40, width: int = 160, height: int = 120, rate: int = 10,
@@ -18,24 +21,17 @@ def make_noisy_mkv(path: Path, frames: int = 40, width: int = 160, height: int =
         sound = out.add_stream("aac", rate=48000, layout="mono")
         ys, xs = np.mgrid[0:height, 0:width]
         rng = np.random.default_rng(0)
-        for i in range(frames):
-            image = np.stack([(xs * 4 + i * 8) % 256, (ys * 4) % 256, np.full_like(xs, 128)], -1)
-            image = np.clip(image + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
-            picture = av.VideoFrame.from_ndarray(image, format="rgb24")
-            picture.pts = i
-            for packet in video.encode(picture):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
-        samples = 48000 * frames // rate
-        for start in range(0, samples, 1024):
-            chunk = np.sin(np.arange(start, start + 1024) / 20.0).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 48000, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+
+        def pictures() -> Iterator[av.VideoFrame]:
+            for i in range(frames):
+                image = np.stack([(xs * 4 + i * 8) % 256, (ys * 4) % 256, np.full_like(xs, 128)], -1)
+                image = np.clip(image + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
+                picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+                picture.pts = i
+                yield picture
+
+        encode_all(out, video, pictures())
+        encode_all(out, sound, sine_audio(48000 * frames // rate))
     return path
 
 

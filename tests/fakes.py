@@ -1,11 +1,15 @@
 """A fake Engine for pipeline tests: deterministic detections derived from the frame index, optionally
-slow or failing, and checks of the engine contract (fixed batch shape, in-order submission)."""
+slow or failing, and checks of the engine contract (fixed batch shape, in-order submission); and the
+CLI run in-process (`run_cli`, with conftest's `engines` fixture in place of the real engines)."""
 from __future__ import annotations
 
 import threading
 import time
 
 import numpy as np
+import pytest
+
+from effdet_video import cli
 
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
 
@@ -81,3 +85,10 @@ class _Delayed(PendingDetections):
     def result(self) -> DetectionBatch:
         time.sleep(max(0.0, self._ready_at - time.monotonic()))
         return self._batch
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
+    """The CLI's exit code and stderr for `args`."""
+    with pytest.raises(SystemExit) as finished:
+        cli.main([str(a) for a in args])
+    return finished.value.code, capsys.readouterr().err

@@ -4,9 +4,28 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
+
+
+def encode_all(out: av.container.OutputContainer, stream: av.stream.Stream, frames: Iterable) -> None:
+    """Encode and mux `frames` (video or audio), then flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
+
+
+def sine_audio(samples: int) -> Iterator[av.AudioFrame]:
+    """`samples` of a 48 kHz mono tone, 1024 at a time (AAC's frame size)."""
+    for start in range(0, samples, 1024):
+        chunk = np.sin(np.arange(start, start + 1024) / 20.0).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, start
+        yield frame
 
 
 def make_clip(path: Path, frames: int, width: int = 64, height: int = 48, rate: int = 10,
@@ -19,24 +38,17 @@ def make_clip(path: Path, frames: int, width: int = 64, height: int = 48, rate: 
             video.set_display_rotation(rotation)
         sound = out.add_stream("aac", rate=48000, layout="mono") if audio else None
         ys, xs = np.mgrid[0:height, 0:width]
-        for i in range(frames):
-            image = np.stack([(xs * 4 + i * 8) % 256, (ys * 4) % 256, np.full_like(xs, 128)], -1).astype(np.uint8)
-            picture = av.VideoFrame.from_ndarray(image, format="rgb24")
-            picture.pts = i
-            for packet in video.encode(picture):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+
+        def pictures() -> Iterator[av.VideoFrame]:
+            for i in range(frames):
+                image = np.stack([(xs * 4 + i * 8) % 256, (ys * 4) % 256, np.full_like(xs, 128)], -1).astype(np.uint8)
+                picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+                picture.pts = i
+                yield picture
+
+        encode_all(out, video, pictures())
         if sound is not None:
-            samples = 48000 * frames // rate
-            for start in range(0, samples, 1024):
-                chunk = np.sin(np.arange(start, start + 1024) / 20.0).astype(np.float32)[None]
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 48000, start
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode(None):
-                out.mux(packet)
+            encode_all(out, sound, sine_audio(48000 * frames // rate))
     return path
 
 

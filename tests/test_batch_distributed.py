@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -57,30 +56,48 @@ def reference(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return {name: (out / f"{name}.jsonl").read_bytes() for name in FRAMES}
 
 
-class KillInTheMiddle(threading.Thread):
-    """Kills (SIGKILL) the process writing LONG's partial output once it has written some frames; the
-    process is named by the partial file (PartialFile puts its pid in the name)."""
+def processes_reading(paths: list[Path]) -> set[int]:
+    """The pids of processes other than this one with one of `paths` open (Linux /proc)."""
+    targets = {str(path.resolve()) for path in paths}
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(fd) in targets for fd in (entry / "fd").iterdir()):
+                found.add(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to look into
+            continue
+    return found
 
-    def __init__(self, out: Path) -> None:
+
+def process_reading(path: Path) -> int | None:
+    return next(iter(processes_reading([path])), None)
+
+
+class KillInTheMiddle(threading.Thread):
+    """Kills (SIGKILL) the worker process reading LONG once it has had time for some of its frames (its
+    outputs have no name until complete, so the process is found by the input it has open)."""
+
+    def __init__(self, clip: Path) -> None:
         super().__init__(daemon=True)
-        self.out = out
+        self.clip = clip
         self.killed: int | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            partials = list((self.out / "sub").glob(".long.mp4.partial-*.jsonl"))
-            if partials:
+            if process_reading(self.clip) is not None:
                 time.sleep(0.5)  # a few of its 48 frames in
-                if partials[0].exists():
-                    self.killed = int(re.search(r"partial-(\d+)", partials[0].name).group(1))
-                    os.kill(self.killed, signal.SIGKILL)
+                if (pid := process_reading(self.clip)) is not None:
+                    self.killed = pid
+                    os.kill(pid, signal.SIGKILL)
                     return
             time.sleep(0.02)
 
 
 def check_killed_run_and_rerun(clips: Path, out: Path, reference: dict[str, bytes], *args: str) -> None:
-    killer = KillInTheMiddle(out)
+    killer = KillInTheMiddle(clips / LONG)
     killer.start()
     code, summary = batch(clips, out, *args)
     killer.join()
@@ -119,11 +136,11 @@ def test_a_signal_stops_every_worker_process_within_2_s_and_leaves_no_partial_ou
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
-        while len(partials := list(out.rglob(".*.partial-*"))) < 2:  # both workers are running an input
+        inputs = [clips / name for name in FRAMES]
+        while len(workers := processes_reading(inputs)) < 2:  # both workers are running an input
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the batch did not start"
             time.sleep(0.02)
-        workers = {int(re.search(r"partial-(\d+)", path.name).group(1)) for path in partials}
         sent = time.monotonic()
         process.send_signal(signum)  # the parent alone, as `kill` does (a terminal's Ctrl-C reaches all)
         _, err = process.communicate(timeout=10)

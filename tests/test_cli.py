@@ -11,28 +11,8 @@ import pytest
 
 from effdet_video import cli
 from effdet_video.engine import factory
-from fakes import FakeEngine, fake_detections
+from fakes import FakeEngine, fake_detections, run_cli
 from pipeline_clips import make_clip, probe
-
-
-@pytest.fixture
-def engines(monkeypatch) -> list[FakeEngine]:
-    """Every engine the CLI builds, a FakeEngine with the spec's batch size and cap."""
-    built: list[FakeEngine] = []
-
-    def build(spec):
-        engine = FakeEngine(batch_size=spec.batch_size, max_det=spec.max_det)
-        built.append(engine)
-        return engine
-
-    monkeypatch.setattr(factory, "build_engine", build)
-    return built
-
-
-def run_cli(capsys, *args: object) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as finished:
-        cli.main([str(a) for a in args])
-    return finished.value.code, capsys.readouterr().err
 
 
 def seconds(p) -> list[Fraction]:

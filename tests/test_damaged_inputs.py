@@ -11,7 +11,7 @@ import pytest
 from damaged_media import make_noisy_mkv, overwrite, readable_frames, remux_to_mkv, truncate
 from effdet_video.ops.letterbox import letterbox_geometry
 from effdet_video.stages.source import VideoFileSource
-from test_cli import engines, run_cli  # noqa: F401 - the fixture is used by name
+from fakes import run_cli
 
 
 @pytest.fixture(scope="module")

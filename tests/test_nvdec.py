@@ -12,29 +12,15 @@ import av
 import numpy as np
 import pytest
 
-from effdet_video import cli
 from effdet_video.commands.common import single_video_opener, video_opener
-from effdet_video.engine import factory
 from effdet_video.errors import UserError
 from effdet_video.stages import hw_decode
 from effdet_video.stages.prepare import prepare_frame
 from effdet_video.stages.source import VideoFileSource, VideoOpener
-from fakes import FakeEngine
+from fakes import FakeEngine, run_cli
 from pipeline_clips import probe
 
 CLIP = "pan-720p30-h264-noaudio.mp4"  # 90 frames
-
-
-@pytest.fixture
-def engines(monkeypatch: pytest.MonkeyPatch) -> list[FakeEngine]:
-    built: list[FakeEngine] = []
-
-    def build(spec):
-        built.append(FakeEngine(batch_size=spec.batch_size, max_det=spec.max_det))
-        return built[-1]
-
-    monkeypatch.setattr(factory, "build_engine", build)
-    return built
 
 
 @pytest.fixture
@@ -49,12 +35,6 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(hw_decode, "_problems", {})
     monkeypatch.setattr(hw_decode, "_probe", probe_gpu)
     return asked
-
-
-def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as finished:
-        cli.main([str(a) for a in args])
-    return finished.value.code, capsys.readouterr().err
 
 
 def decoded(source: VideoFileSource) -> list[tuple[int, int]]:

@@ -18,7 +18,8 @@ from effdet_video.errors import UserError
 from effdet_video.stages import detection_sinks, output_file
 from effdet_video.stages.output_file import UnnamedFile
 from pipeline_clips import make_clip
-from test_cli import engines, run_cli  # noqa: F401 - the fixture is used by name
+from fakes import run_cli
+from pipeline_clips import encode_all
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,25 +96,22 @@ def test_unnamed_file_has_no_name_until_committed(tmp_path):
 
 
 def _clip_with_audio(path: Path, codec: str) -> Path:
+    """Five grey frames and half a second of silence in `codec` (16-bit samples)."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         sound = out.add_stream(codec, rate=48000, layout="mono")
-        for i in range(5):
-            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+        pictures = [av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+                    for i in range(5)]
+        for i, picture in enumerate(pictures):
             picture.pts = i
-            for packet in video.encode(picture):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+        encode_all(out, video, pictures)
         samples = sound.codec_context.frame_size or 1024
-        for start in range(0, 24000, samples):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.int16), format="s16", layout="mono")
+        silence = [av.AudioFrame.from_ndarray(np.zeros((1, samples), np.int16), format="s16", layout="mono")
+                   for _ in range(0, 24000, samples)]
+        for start, frame in zip(range(0, 24000, samples), silence):
             frame.sample_rate, frame.pts = 48000, start
-            for packet in sound.encode(frame):
-                out.mux(packet)
-        for packet in sound.encode(None):
-            out.mux(packet)
+        encode_all(out, sound, silence)
     return path
 
 

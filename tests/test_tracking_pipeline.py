@@ -8,30 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from effdet_video import cli
-from effdet_video.engine import factory
 from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.track import FrameTracker, tracking_options
-from fakes import FakeEngine
+from fakes import run_cli
 from pipeline_clips import make_clip
-
-
-@pytest.fixture
-def engines(monkeypatch) -> list[FakeEngine]:
-    built: list[FakeEngine] = []
-
-    def build(spec):
-        built.append(FakeEngine(batch_size=spec.batch_size, max_det=spec.max_det))
-        return built[-1]
-
-    monkeypatch.setattr(factory, "build_engine", build)
-    return built
-
-
-def run_cli(capsys, *args: object) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as finished:
-        cli.main([str(a) for a in args])
-    return finished.value.code, capsys.readouterr().err
 
 
 def record(index: int, rows: list[list[float]], rate: int = 25) -> FrameRecord:

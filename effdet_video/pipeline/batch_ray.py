@@ -212,14 +212,16 @@ class Detector:
             chunk = images[start:start + size]
             batch = InferenceBatch(np.zeros((size, height, width, 3), np.uint8), np.zeros((size, 2), np.int32),
                                    np.ones(size, np.float32), len(chunk))
+            geometries = []
             for row, image in enumerate(chunk):
                 _, geometry = letterbox_uint8(np.ascontiguousarray(image, dtype=np.uint8), (height, width),
                                               out=batch.images[row])
                 batch.valid_hw[row] = geometry.resized_hw
                 batch.image_scales[row] = geometry.image_scale
+                geometries.append(geometry)
             result = self.engine.submit(batch).result()
-            for row in range(len(chunk)):
-                kept = self.filter.apply(result.detections[row, :result.num_valid[row]])
+            for row, geometry in enumerate(geometries):
+                kept = self.filter.apply(geometry.clip_to_frame(result.detections[row, :result.num_valid[row]]))
                 found.append([{"box": [round(float(v), 2) for v in box[:4]], "score": round(float(box[4]), 4),
                                "class_id": int(box[5]), "class_name": label_name(int(box[5]), self.labels)}
                               for box in kept])
