@@ -7,6 +7,7 @@ torch.compile (opt-in: its compilation takes minutes on a small machine) and eff
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 
 import torch
@@ -147,3 +148,33 @@ def format_table(result: dict) -> str:
     elif peer:
         lines.append(f"effdet: {peer['error']}")
     return "\n".join(lines)
+
+
+def _main() -> None:
+    """`python -m effdet_video.bench.cpu_bench`: the same table without the CLI (whose imports need PyAV),
+    with the start-up probe's second start (cached engine) at batch 1 and 2; JSON on stdout."""
+    import argparse
+    import json
+
+    from effdet_video.bench.startup import measure_startup
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("--model", default="d0")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--backends", default=DEFAULT_CPU_BACKENDS)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    result = bench_cpu(args.model, args.batch_size, args.backends.split(","), args.seconds)
+    spec = EngineSpec(model=args.model, random_weights=True, batch_size=args.batch_size, device="cpu")
+    result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
+    print(format_table(result), file=sys.stderr)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(text + "\n")
+
+
+if __name__ == "__main__":
+    _main()
