@@ -13,6 +13,7 @@ exports it (tens of seconds) and says so on stderr; later starts load it in well
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -44,11 +45,10 @@ def example_inputs(batch_size: int, image_size: tuple[int, int]) -> tuple[torch.
 
 
 def exported_path(graph: DetectionGraph, batch_size: int, precision: str) -> Path:
-    import onnxscript
-
     height, width = graph.config.image_size
+    exporter = importlib.metadata.version("onnxscript")  # not imported: a second start only loads the file
     return cache.cpu_artifact_path(graph.architecture(), (batch_size, height, width, 3), precision,
-                                   EXPORTED_FORMAT, (torch.__version__, onnxscript.__version__),
+                                   EXPORTED_FORMAT, (torch.__version__, exporter),
                                    cache.weights_digest(graph), EXPORTED_FORMAT)
 
 
