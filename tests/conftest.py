@@ -11,6 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EFFDET_VIDEO_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "media"
 AUTOML_FIXTURES = SHARED / "fixtures" / "automl"
+# CPU engines built by tests run eager unless a test asks for a backend: an exported engine costs an
+# export (tens of seconds) per model, size and batch. tests/test_engine_cpu_exported.py tests the others.
+os.environ.setdefault("EFFDET_VIDEO_CPU_BACKEND", "eager")
 
 
 def _require(path: Path, what: str) -> Path:

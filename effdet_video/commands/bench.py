@@ -78,11 +78,14 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Video decoding of our pipeline runs on --video (as in `run`); the JSON says which one decoded.")
 @click.option("--image-size", type=click.IntRange(min=64), default=None,
               help="Override the models' input size (square), e.g. for quick runs on a CPU.")
+@click.option("--cpu-backends", default="eager,onnxruntime,openvino,openvino-bf16", show_default=True,
+              help="On a CPU: the backends timed side by side (also inductor: the network under torch.compile), "
+                   "with effdet predict at the same thread count.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON here.")
 def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
-            decoder: str, image_size: int | None, json_path: str | None, track: bool) -> None:
+            decoder: str, image_size: int | None, cpu_backends: str, json_path: str | None, track: bool) -> None:
     """Measure engines and peers; print JSON."""
     from effdet_video.bench.engine_bench import bench_engine
 
@@ -96,6 +99,16 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         row = bench_engine(spec, seconds)
         result["engines"].append(row)
         click.echo(json.dumps(row), err=True)
+    from effdet_video.engine.factory import resolve_device
+
+    if resolve_device(device) == "cpu" and _csv(cpu_backends):
+        from effdet_video.bench.cpu_bench import bench_cpu, format_table
+
+        result["cpu_backends"] = []
+        for model, batch in itertools.product(_csv(models), sizes):
+            table = bench_cpu(model, batch, _csv(cpu_backends), seconds, weights, square, peers)
+            result["cpu_backends"].append(table)
+            click.echo(format_table(table), err=True)
     if peers and torch.cuda.is_available():
         from effdet_video.bench.peers import bench_effdet
 

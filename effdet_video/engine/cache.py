@@ -12,6 +12,7 @@
 In both, the whole per-batch graph (network, box decoding, NMS) is then captured as one CUDA graph. The
 NMS stays out of the compiled part: unrolled it made compilation take minutes and gained nothing, being
 one Triton kernel inside the captured graph either way.
+The CPU engine's exported graphs (ONNX, engine/cpu_exported.py) are kept in the same folder.
 """
 from __future__ import annotations
 
@@ -58,6 +59,27 @@ def _model_code_digest() -> str:
             if entry.name.endswith(".py"):
                 digest.update(entry.name.encode() + entry.read_bytes())
     return digest.hexdigest()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A digest of every parameter and buffer: for artifacts with the weights inside (exported graphs)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode() + str(tensor.dtype).encode() + tensor.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cpu_artifact_path(architecture: str, shape: tuple[int, ...], precision: str, backend: str,
+                      versions: tuple[str, ...], weights: str, suffix: str) -> Path:
+    """Where the CPU engine's exported graph for `architecture` at input `shape` lives. The key covers
+    the precision, the backend, the versions that made the file, the model and graph code and the
+    weights (an exported graph holds them)."""
+    graph_code = (resources.files("effdet_video.engine") / "graph.py").read_bytes()
+    parts = [f"format {ARTIFACT_FORMAT}", architecture, str(tuple(shape)), precision, backend, *versions,
+             _model_code_digest(), hashlib.sha256(graph_code).hexdigest(), weights]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+    batch, height, width = shape[:3]
+    return cache_root() / f"cpu-b{batch}-{height}x{width}-{precision}-{key}.{suffix}"
 
 
 def artifact_path(architecture: str, example: torch.Tensor, dtype: torch.dtype) -> Path:

@@ -1,12 +1,12 @@
-"""The CPU engine: the same graph, eager, float32, synchronous. The reference the CUDA engine must equal."""
+"""The eager CPU engine: the same graph, eager, float32, synchronous. The reference the CUDA engine and the
+exported CPU engine (cpu_exported.py) must equal, and the CPU engine where no ONNX runtime is installed."""
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
 
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
+from effdet_video.engine.cpu_exported import cpu_threads
 from effdet_video.engine.graph import build_detection_graph, host_nms, model_config
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
@@ -17,16 +17,18 @@ class CpuEngine(Engine):
 
     def __init__(self, spec: EngineSpec) -> None:
         if spec.precision not in ("auto", "fp32"):
-            raise UserError(f"precision {spec.precision} needs a CUDA device; the CPU engine runs fp32")
+            raise UserError(f"precision {spec.precision} needs a CUDA device or the openvino CPU backend; "
+                            "the eager CPU engine runs fp32")
         if spec.nms_mode == "none":
             raise UserError("NMS mode 'none' (network only) is a CUDA benchmark mode")
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads())
         self.spec = spec
         self.config = model_config(spec)
         self.batch_size = spec.batch_size
         self.image_size = self.config.image_size
         self.max_det = spec.max_det
         self.graph = build_detection_graph(spec, self.config, torch.float32, mode=spec.nms_mode).eval()
+        self.build_info = {"backend": "eager", "precision": "fp32", "threads": torch.get_num_threads()}
 
     @torch.inference_mode()
     def submit(self, batch: InferenceBatch) -> PendingDetections:

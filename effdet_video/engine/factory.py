@@ -1,6 +1,9 @@
 """build_engine(spec): the one entry point the pipeline and `bench` use to get an engine."""
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 
 from effdet_video.engine.base import Engine
@@ -9,6 +12,9 @@ from effdet_video.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 NMS_MODES = ("device", "host", "none")
+CPU_BACKENDS = ("auto", "eager", "onnxruntime", "openvino")
+# What `cpu_backend='auto'` means; tests and users can pin one (e.g. eager) without a CLI option.
+CPU_BACKEND_ENV = "EFFDET_VIDEO_CPU_BACKEND"
 
 
 def resolve_device(device: str) -> str:
@@ -39,11 +45,54 @@ def build_engine(spec: EngineSpec) -> Engine:
         raise UserError(f"batch size must be at least 1, got {spec.batch_size}")
     device = resolve_device(spec.device)
     if device == "cpu":
-        from effdet_video.engine.cpu import CpuEngine
-
-        return CpuEngine(spec)
+        return build_cpu_engine(spec)
     from effdet_video.engine.blocking_sync import prefer_blocking_sync
     from effdet_video.engine.cuda import CudaEngine
 
     prefer_blocking_sync(torch.device(device).index or 0)
     return CudaEngine(spec, device)
+
+
+def resolve_cpu_backend(spec: EngineSpec) -> str:
+    """The CPU backend `spec` runs on. 'auto' (or $EFFDET_VIDEO_CPU_BACKEND) picks the fastest installed,
+    fp32: ONNX Runtime (the `onnx` extra), else eager; bf16 needs OpenVINO (the `openvino` extra)."""
+    from effdet_video.engine.cpu_runtimes import EXPORT_MODULES, RUNTIME_MODULES, installed
+
+    backend = spec.cpu_backend
+    if backend == "auto":
+        backend = os.environ.get(CPU_BACKEND_ENV, "auto")
+    if backend not in CPU_BACKENDS:
+        raise UserError(f"unknown CPU backend {backend!r} (expected one of {', '.join(CPU_BACKENDS)})")
+    if backend == "auto":
+        wanted = ("openvino",) if spec.precision == "bf16" else ("onnxruntime", "openvino")
+        backend = next((name for name in wanted if installed(RUNTIME_MODULES[name] + EXPORT_MODULES)), "eager")
+    elif backend != "eager" and not installed(RUNTIME_MODULES[backend] + EXPORT_MODULES):
+        extra = "onnx" if backend == "onnxruntime" else "openvino"
+        raise UserError(f"CPU backend {backend} is not installed (pip install 'effdet-video[{extra}]')")
+    if spec.precision == "bf16" and backend != "openvino":
+        raise UserError("bf16 on the CPU needs the openvino backend (pip install 'effdet-video[openvino]')")
+    return backend
+
+
+def build_cpu_engine(spec: EngineSpec) -> Engine:
+    """The CPU engine on `spec`'s backend; an exported engine that fails to build warns and runs eager.
+    nms_mode other than 'device' (bench comparisons) runs eager, the mode's reference."""
+    from effdet_video.engine.cpu import CpuEngine
+
+    backend = resolve_cpu_backend(spec) if spec.nms_mode == "device" else "eager"
+    if backend == "eager":
+        return CpuEngine(spec)
+    from effdet_video.engine.cpu_exported import ExportedCpuEngine
+
+    try:
+        return ExportedCpuEngine(spec, backend, "bf16" if spec.precision == "bf16" else "fp32")
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - eager is always a working engine
+        if spec.precision == "bf16":
+            raise UserError(f"the bf16 CPU engine could not be built: {error}") from error
+        message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        print(f"warning: the {backend} CPU engine could not be built, running eager ({message})", file=sys.stderr)
+        engine = CpuEngine(spec)
+        engine.build_info["fallback_error"] = message
+        return engine

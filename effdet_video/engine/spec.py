@@ -16,3 +16,4 @@ class EngineSpec:
     nms_method: str | None = None     # gaussian | hard; None: the model config's (AutoML: gaussian)
     nms_mode: str = "device"          # device: NMS inside the graph; host: only for `bench` comparisons
     image_size: tuple[int, int] | None = None  # (height, width) override of the model's size
+    cpu_backend: str = "auto"         # auto | eager | onnxruntime | openvino (engine/cpu_exported.py)
