@@ -40,10 +40,12 @@ class Deviation:
 TOP = 10
 # Set from the network in fp16/bf16 on the CPU (torch 2.13, same fixture, graph and soft-NMS), which
 # deviates by at most: fp16 sorted scores 0.012, top-10 boxes 0.65 net px, scores 0.0017; bf16 0.024,
-# 5.0 net px, 0.020. bf16 now keeps the bounds fp16 had on the chaotic seed0 fixture (0.05, 8 px).
+# 5.0 net px, 0.020; and on the H200 (torch 2.11): fp16 0.010, 0.41 px, 0.0026 (uncompiled); bf16
+# 0.025, 4.7 px, 0.020 uncompiled and 0.018, 4.7 px, 0.048 compiled. bf16 keeps the bounds fp16 had on
+# the chaotic seed0 fixture (0.05, 8 px), and its top scores are held to 0.06, not fp16's 0.005.
 REDUCED_PRECISION_BOUNDS = {
     "fp16": Deviation(sorted_scores=0.025, top_box_net_px=1.5, top_score=0.005),
-    "bf16": Deviation(sorted_scores=0.05, top_box_net_px=8.0, top_score=0.04),
+    "bf16": Deviation(sorted_scores=0.05, top_box_net_px=8.0, top_score=0.06),
 }
 
 

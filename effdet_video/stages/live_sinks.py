@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from typing import Sequence
 
 import av
 import numpy as np
@@ -51,9 +52,12 @@ class KeepOnAbort(FrameSink):
 
     def __init__(self, sink: FrameSink) -> None:
         self.sink = sink
-        self.needs_image = sink.needs_image
+        self.needs_image, self.needs_canvas = sink.needs_image, sink.needs_canvas
         self._lock = threading.Lock()
         self._closed = False
+
+    def render_group(self, records: Sequence[FrameRecord]) -> None:
+        self.sink.render_group(records)
 
     def render(self, record: FrameRecord) -> None:
         self.sink.render(record)
