@@ -14,10 +14,12 @@ exports it (tens of seconds) and says so on stderr; later starts load it in well
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +62,21 @@ def export_graph(graph: DetectionGraph, batch_size: int, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(handle)
     try:
-        with torch.inference_mode(False), torch.no_grad():
-            program = torch.onnx.export(graph, example_inputs(batch_size, graph.config.image_size),
-                                        input_names=["images", "valid_hw", "image_scales"],
-                                        output_names=["scores", "classes", "boxes", "scales"],
-                                        dynamo=True, optimize=True, verbose=False)
+        # The exporter's own notices (torch internals, deprecations, torchvision ops it skips) are not the
+        # user's business.
+        exporter_log = logging.getLogger("torch.onnx")
+        level = exporter_log.level
+        exporter_log.setLevel(logging.ERROR)
+        try:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                program = torch.onnx.export(graph, example_inputs(batch_size, graph.config.image_size),
+                                            input_names=["images", "valid_hw", "image_scales"],
+                                            output_names=["scores", "classes", "boxes", "scales"],
+                                            dynamo=True, optimize=True, verbose=False)
+        finally:
+            exporter_log.setLevel(level)
         program.save(temporary)
         split_spatial_means(temporary)
         os.replace(temporary, path)
