@@ -262,3 +262,18 @@ def test_progress_bar_on_a_terminal_only(small_clip, tmp_path):
     shown = terminal_text()
     assert "/12 [" in shown and "frame/s]" in shown and "total" in shown
     assert terminal_text("--quiet") == ""
+
+
+def test_repeated_timestamps_go_into_mp4_one_tick_apart_with_a_warning(media, tmp_path, capsys, engines):
+    """The VFR clip repeats some frames' timestamps, which Matroska keeps and MP4 cannot store."""
+    source = media / "pan-360p25-vfr.mkv"
+    output = tmp_path / "out.mp4"
+    code, err = run_cli(capsys, source, "-o", output, "--preset", "ultrafast", "-q")
+    assert code == 0, err
+    before, after = probe(source), probe(output)
+    repeated = len(before.pts) - len(set(before.pts))
+    assert repeated > 0 and after.frames == before.frames
+    assert all(b > a for a, b in zip(after.pts, after.pts[1:]))
+    tick = before.time_base
+    assert all(0 <= b - a <= tick for a, b in zip(sorted(seconds(before)), seconds(after)))  # a tick later at most
+    assert f"{output}: {repeated} frames repeat an earlier frame's timestamp" in err.splitlines()[-1]

@@ -80,9 +80,10 @@ def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any
     return sinks
 
 
-def report(stats: RunStats, source: VideoFileSource, quiet: bool) -> None:
-    """What the input lost (one warning line each), then the timing summary."""
-    for line in source.warnings():
+def report(stats: RunStats, source: VideoFileSource, sinks: list[FrameSink], quiet: bool) -> None:
+    """What the input lost and what the outputs could not keep (one warning line each), then the timing
+    summary."""
+    for line in [*source.warnings(), *(line for sink in sinks for line in sink.warnings())]:
         click.echo(f"warning: {line}", err=True)
     if not quiet:
         click.echo(stats.summary(), err=True)
@@ -130,4 +131,4 @@ def command(input_path: Path, **options: Any) -> None:
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)
     finally:
         source.close()
-    report(stats, source, options["quiet"])
+    report(stats, source, sinks, options["quiet"])

@@ -47,6 +47,10 @@ class FrameSink(abc.ABC):
     def finish(self) -> None:
         """Flush and publish the output under its final name."""
 
+    def warnings(self) -> list[str]:
+        """What the output could not keep of the input (one line each), once finished."""
+        return []
+
     @abc.abstractmethod
     def abort(self) -> None:
         """Drop the output; must be safe to call at any time and more than once."""

@@ -42,6 +42,9 @@ from effdet_video.stages.source import VideoInfo
 if TYPE_CHECKING:
     import torch
 
+# Containers that store only strictly increasing timestamps per stream (the MP4 family): a frame that
+# repeats an earlier frame's pts (variable-frame-rate sources have them) is moved one tick later there.
+STRICT_TIMESTAMPS = (".mp4", ".m4v", ".mov")
 # How long the child may take to open the output, and to finish it once the last frame is sent
 # (x264 still has its lookahead to encode). Beyond that it is taken for hung.
 OPEN_TIMEOUT_S = 60.0
@@ -59,6 +62,9 @@ class VideoFileSink(FrameSink):
         self.info = info
         self.output = output
         self.labels = labels
+        self._strict_timestamps = output.suffix.lower() in STRICT_TIMESTAMPS
+        self._last_pts: int | None = None
+        self.moved_timestamps = 0
         codec = codec or default_codec(output)
         self._pix_fmt = encoder_pixel_format(codec, info.width, info.height, SAME_BYTES.get(info.pix_fmt, info.pix_fmt))
         colorspace, color_range = info.colour[:2]
@@ -165,7 +171,20 @@ class VideoFileSink(FrameSink):
         slot, copied = record.encoded.pop("video")
         if copied is not None:
             copied.synchronize()
-        self._send((slot, record.pts, record.time_base, record.duration))
+        pts = record.pts
+        if self._strict_timestamps and self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+            self.moved_timestamps += 1
+        self._last_pts = pts
+        self._send((slot, pts, record.time_base, record.duration))
+
+    def warnings(self) -> list[str]:
+        """What the output could not keep of the input, a line each."""
+        if not self.moved_timestamps:
+            return []
+        tick_ms = float(self.info.time_base) * 1e3
+        return [f"{self.output}: {self.moved_timestamps} frames repeat an earlier frame's timestamp, which "
+                f"{self.output.suffix} cannot store; each was moved {tick_ms:g} ms later (.mkv keeps them)"]
 
     def _send(self, message: tuple | None) -> None:
         try:
