@@ -158,7 +158,7 @@ def _random_patches(rng: np.random.Generator, height: int, width: int, channels:
     return patches
 
 
-def _group_painted(device: str) -> None:
+def check_group_painted(device: str) -> None:
     rng = np.random.default_rng(3)
     height, width = 64, 96
     frames = rng.integers(0, 256, (3, height * width * 3 // 2), dtype=np.uint8)
@@ -176,13 +176,13 @@ def _group_painted(device: str) -> None:
 
 
 def test_a_group_is_painted_at_once_as_each_frame_alone():
-    _group_painted("cpu")
+    check_group_painted("cpu")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_gpu_group_is_painted_as_each_frame_alone_on_the_host():
-    _group_painted("cuda")
+    check_group_painted("cuda")
 
 
 @pytest.mark.parametrize("rotation", [90, 180, 270])
