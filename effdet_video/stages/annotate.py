@@ -37,7 +37,8 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 @dataclasses.dataclass(frozen=True)
 class BoxLayout:
     """One detection as drawn, in display pixels: the box corners (inclusive), its line thickness, the
-    label's filled rectangle (inclusive corners) and text with its font scale."""
+    label's filled rectangle (inclusive corners) and text with its font scale, its baseline `text_h`
+    rows below the label's top."""
 
     colour: tuple[int, int, int]
     corners: tuple[int, int, int, int]
@@ -45,6 +46,7 @@ class BoxLayout:
     text: str
     font_scale: float
     label: tuple[int, int, int, int]
+    text_h: int
 
 
 def line_thickness(height: int, width: int) -> int:
@@ -65,8 +67,9 @@ def box_layouts(detections: np.ndarray, height: int, width: int, labels: dict[in
         text = f"{label_name(int(class_id), labels)}{track} {score:.2f}"
         (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
         label_top = max(0, top - text_h - baseline)
+        label = (left, label_top, left + text_w, label_top + text_h + baseline)
         layouts.append(BoxLayout(class_colour(int(class_id)), (left, top, int(round(x1)), int(round(y1))),
-                                 thickness, text, font_scale, (left, label_top, left + text_w, label_top + text_h + baseline)))
+                                 thickness, text, font_scale, label, text_h))
     return layouts
 
 
@@ -102,9 +105,7 @@ def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int,
 
 def _put_text(image: np.ndarray, layout: BoxLayout, label_corner: tuple[int, int]) -> None:
     left, top = label_corner
-    text_h = layout.label[3] - layout.label[1] - cv2.getTextSize(layout.text, _FONT, layout.font_scale,
-                                                                 layout.thickness)[1]
-    cv2.putText(image, layout.text, (left, top + text_h), _FONT, layout.font_scale, _TEXT_COLOUR,
+    cv2.putText(image, layout.text, (left, top + layout.text_h), _FONT, layout.font_scale, _TEXT_COLOUR,
                 layout.thickness, cv2.LINE_AA)
 
 
@@ -122,11 +123,6 @@ class PlaneGeometry:
     @property
     def display_hw(self) -> tuple[int, int]:
         return (self.width, self.height) if self.rotation in (90, 270) else (self.height, self.width)
-
-    @property
-    def chroma_hw(self) -> tuple[int, int]:
-        sy, sx = self.subsampling
-        return -(-self.height // sy), -(-self.width // sx)
 
     def to_coded(self, top: int, left: int, bottom: int, right: int) -> tuple[int, int, int, int]:
         """A display rectangle [top, bottom) x [left, right) as the coded one it comes from (np.rot90)."""
@@ -163,16 +159,16 @@ def _fills(geometry: PlaneGeometry, display_rect: tuple[int, int, int, int], yuv
 
 
 @functools.lru_cache(maxsize=4096)
-def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, thickness: int, size: tuple[int, int],
-                   turns: int, matrix: ColourMatrix, subsampling: tuple[int, int], phase: tuple[int, int]
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, thickness: int, text_h: int,
+                   size: tuple[int, int], turns: int, matrix: ColourMatrix, subsampling: tuple[int, int],
+                   phase: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """A label's luma [h, w] and chroma [hc, wc, 2] in coded orientation, rendered once: the RGB label
     drawn as `draw_detections` draws it, turned, converted, and its chroma averaged over each block the
     label covers part or all of, for a label whose coded top-left is at `phase` within its block."""
     height, width = size
     rgb = np.empty((height, width, 3), np.uint8)
     rgb[:] = colour
-    layout = BoxLayout(colour, (0, 0, 0, 0), thickness, text, font_scale, (0, 0, width - 1, height - 1))
+    layout = BoxLayout(colour, (0, 0, 0, 0), thickness, text, font_scale, (0, 0, width - 1, height - 1), text_h)
     _put_text(rgb, layout, (0, 0))
     yuv = matrix.rgb_to_yuv(np.rot90(rgb, k=-turns))
     luma = np.clip(np.rint(yuv[..., 0]), 0, 255).astype(np.uint8)
@@ -205,10 +201,10 @@ def paint_lists(detections: np.ndarray, geometry: PlaneGeometry, labels: dict[in
             luma.append(bar_luma)
             chroma.append(bar_chroma)
         left, top, right, bottom = layout.label
-        c_top, c_left, c_bottom, c_right = geometry.to_coded(top, left, bottom + 1, right + 1)
+        c_top, c_left, _, _ = geometry.to_coded(top, left, bottom + 1, right + 1)
         label_luma, label_chroma = _label_patches(layout.text, layout.colour, layout.font_scale, layout.thickness,
-                                                  (bottom + 1 - top, right + 1 - left), turns, geometry.matrix,
-                                                  geometry.subsampling, (c_top % sy, c_left % sx))
+                                                  layout.text_h, (bottom + 1 - top, right + 1 - left), turns,
+                                                  geometry.matrix, geometry.subsampling, (c_top % sy, c_left % sx))
         luma.append(Patch(c_top, c_left, label_luma))
         chroma.append(Patch(c_top // sy, c_left // sx, label_chroma))
     return PaintList(tuple(luma), tuple(chroma))

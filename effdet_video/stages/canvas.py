@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     import torch
 
 # Layouts that are another one's bytes with other colour tags.
-SAME_BYTES = {"yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
+_SAME_BYTES = {"yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}
+
+
+def byte_layout(pix_fmt: str) -> str:
+    """The transfer layout whose bytes a frame of `pix_fmt` has (full-range yuvj420p is yuv420p's)."""
+    return _SAME_BYTES.get(pix_fmt, pix_fmt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +81,7 @@ def _plane_rows(plane: av.video.plane.VideoPlane, rows: int, row_bytes: int) -> 
 
 def packed_planes(packed: np.ndarray, pix_fmt: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Luma [H, W] and chroma [Hc, Wc, 2] views of a packed frame (1-D uint8)."""
-    layout = SAME_BYTES.get(pix_fmt, pix_fmt)
+    layout = byte_layout(pix_fmt)
     luma = packed[: height * width].reshape(height, width)
     return luma, chroma_view(packed, height, width, chroma_size(layout, width, height), layout == "nv12")
 
@@ -84,7 +89,7 @@ def packed_planes(packed: np.ndarray, pix_fmt: str, width: int, height: int) -> 
 def pack_picture(picture: av.VideoFrame, packed: np.ndarray) -> None:
     """Copy a host picture in one of the transfer layouts into `packed` (1-D uint8, frame_bytes long)."""
     width, height = picture.width, picture.height
-    layout = SAME_BYTES.get(picture.format.name, picture.format.name)
+    layout = byte_layout(picture.format.name)
     rows, cols = chroma_size(layout, width, height)
     np.copyto(packed[: height * width].reshape(height, width), _plane_rows(picture.planes[0], height, width))
     chroma = packed[height * width:]

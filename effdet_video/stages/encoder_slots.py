@@ -48,7 +48,6 @@ class SlotPool:
     def __init__(self, frame_bytes: int, count: int) -> None:
         self.memory = shared_memory.SharedMemory(create=True, size=frame_bytes * count)
         self.name = self.memory.name
-        self.count = count
         self.array: np.ndarray | None = np.ndarray((count, frame_bytes), dtype=np.uint8, buffer=self.memory.buf)
         self._free: collections.deque[int] = collections.deque(range(count))
         self._next = 0

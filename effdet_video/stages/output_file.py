@@ -105,10 +105,11 @@ def _link_unnamed(fd: int, path: Path) -> None:
 
 
 class UnnamedFile:
-    """An output (text, or bytes if `binary`) that has no name until it is complete: on Linux an O_TMPFILE file in the output's
-    folder, linked under a temporary name and renamed over `final` by `commit`, so that a process
-    killed at any point (SIGKILL included) leaves nothing behind. Where O_TMPFILE is missing it falls
-    back to a PartialFile, which only a kill can leave behind (batch runs remove such leftovers).
+    """An output (text, or bytes if `binary`) that has no name until it is complete: on Linux an
+    O_TMPFILE file in the output's folder, linked under a temporary name and renamed over `final` by
+    `commit`, so that a process killed at any point (SIGKILL included) leaves nothing behind. Where
+    O_TMPFILE is missing it falls back to a PartialFile, which only a kill can leave behind (batch runs
+    remove such leftovers).
     Write failures are UserErrors naming `final`."""
 
     def __init__(self, final: Path, binary: bool = False) -> None:

@@ -32,10 +32,10 @@ from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages import encode_process
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
 from effdet_video.stages.base import FrameSink
-from effdet_video.stages.canvas import SAME_BYTES, GpuFrame, pack_picture, packed_planes
+from effdet_video.stages.canvas import GpuFrame, byte_layout, pack_picture, packed_planes
 from effdet_video.stages.encoder_slots import SlotPool, SlotsClosed, slot_count
-from effdet_video.stages.encoding import (SUBSAMPLING, default_codec, encoder_options, encoder_pixel_format,
-                                          frame_bytes)
+from effdet_video.stages.encoding import (SUBSAMPLING, chroma_size, default_codec, encoder_options,
+                                          encoder_pixel_format, frame_bytes)
 from effdet_video.stages.output_file import PartialFile
 from effdet_video.stages.source import VideoInfo
 
@@ -66,7 +66,7 @@ class VideoFileSink(FrameSink):
         self._last_pts: int | None = None
         self.moved_timestamps = 0
         codec = codec or default_codec(output)
-        self._pix_fmt = encoder_pixel_format(codec, info.width, info.height, SAME_BYTES.get(info.pix_fmt, info.pix_fmt))
+        self._pix_fmt = encoder_pixel_format(codec, info.width, info.height, byte_layout(info.pix_fmt))
         colorspace, color_range = info.colour[:2]
         self._geometry = PlaneGeometry(info.height, info.width, info.rotation, SUBSAMPLING[self._pix_fmt],
                                        ColourMatrix.of_stream(colorspace, color_range, info.width, info.height,
@@ -138,7 +138,7 @@ class VideoFileSink(FrameSink):
             frames = group[0].canvas.frames
             drawn = [(r.canvas.index, self._paint_lists(r)) for r in group]
             paint_group(frames.data, 0, (frames.height, frames.width), 1, [(i, d.luma) for i, d in drawn])
-            paint_group(frames.data, frames.height * frames.width, self._geometry.chroma_hw, 2,
+            paint_group(frames.data, frames.height * frames.width, chroma_size("nv12", frames.width, frames.height), 2,
                         [(i, d.chroma) for i, d in drawn])
 
     def render(self, record: FrameRecord) -> None:
@@ -147,7 +147,7 @@ class VideoFileSink(FrameSink):
         on_gpu = isinstance(canvas, GpuFrame)
         if on_gpu and self._pix_fmt != "nv12":
             canvas, on_gpu = canvas.download(), False
-        if not on_gpu and SAME_BYTES.get(canvas.format.name, canvas.format.name) != self._pix_fmt:
+        if not on_gpu and byte_layout(canvas.format.name) != self._pix_fmt:
             canvas = canvas.reformat(format=self._pix_fmt)  # the one conversion: odd sizes, 10-bit, ...
         try:
             slot = self._slots.acquire(record.index)
