@@ -19,6 +19,7 @@ export PYTHONPYCACHEPREFIX=$PWD/.devcache/pyc
 CLIP=$EFFDET_VIDEO_SHARED/media/bench-1080p30-h264-aac.mp4
 COPIES=${COPIES:-32}
 KS=${*:-2 4 8}
+SINGLE_JOBS=${SINGLE_JOBS:-16 32}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/devlogs /tmp/b$COPIES
 for i in $(seq -w 1 "$COPIES"); do ln -sf "$CLIP" "/tmp/b$COPIES/c$i.mp4"; done

@@ -61,3 +61,19 @@ def test_startup_probe_reports_first_detections_then_the_settled_engine():
     assert phases["first_detections_s"] <= start["first_detections_s"]  # the child's clock starts later
     assert 0 <= start["num_valid"] <= spec.max_det
     assert start["settled"]["settled_s"] >= phases["first_detections_s"]
+
+
+def test_the_transcode_peer_lets_the_encoder_choose_each_frame_type(tmp_path):
+    """A decoded frame keeps its source's type (this clip: I then P only), which libx264 would take as
+    forced: the peer would skip x264's decisions (and its B-frames) that our writer pays for."""
+    import av
+
+    from effdet_video.bench.video_bench import _pictures, _write_all, transcode
+
+    clip = make_clip(tmp_path / "in.mp4", 30, width=128, height=96)
+    transcode(clip, None, tmp_path)
+    fresh = [av.VideoFrame.from_ndarray(p.to_ndarray(format="yuv420p"), format="yuv420p") for p in _pictures(clip, None)]
+    _write_all(tmp_path / "fresh.mp4", fresh)
+    assert (tmp_path / "transcode.mp4").read_bytes() == (tmp_path / "fresh.mp4").read_bytes()
+    with av.open(str(tmp_path / "transcode.mp4")) as written:
+        assert {int(f.pict_type) for f in written.decode(video=0)} == {1, 2, 3}  # x264 chose B-frames too

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 from effdet_video.bench.stats import ratio
 from effdet_video.engine.factory import build_engine
@@ -82,8 +83,10 @@ def _encoder(container: av.container.OutputContainer, template: av.VideoFrame) -
 
 def _encode(container: av.container.OutputContainer, stream: av.video.stream.VideoStream,
             picture: av.VideoFrame, index: int) -> None:
-    """Encode frame `index` at a constant rate (the peers keep no timestamps: they only cost time)."""
-    picture.pts, picture.time_base = index, 1 / RATE
+    """Encode frame `index` at a constant rate (the peers keep no timestamps: they only cost time).
+    The encoder chooses each frame's type itself, as in our writer and in the ffmpeg command: a decoded
+    frame keeps the source's type (I, P, B), which libx264 takes as forced, sparing it the decisions."""
+    picture.pts, picture.time_base, picture.pict_type = index, 1 / RATE, PictureType.NONE
     container.mux(stream.encode(picture))
 
 
@@ -147,14 +150,19 @@ def writer_only(path: Path, limit: int | None, folder: Path) -> dict:
     finally:
         source.close()
 
+    finishing: list[float] = []
+
     def write(_folder: Path) -> int:
         for record in records:
             sink.render(record)
             sink.write(record)
+        finishing.append(time.perf_counter())
         sink.finish()
+        finishing.append(time.perf_counter())
         return len(records)
 
-    return _timed(write, folder)
+    timed = _timed(write, folder)
+    return {**timed, "encoder": {**sink.phases, "parent_finish_s": round(finishing[1] - finishing[0], 4)}}
 
 
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -199,7 +207,8 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
             used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
-    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used}
+    encoder = {"encoder": sinks[0].phases} if video else {}
+    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used, **encoder}
 
 
 def tracking_cost(without: dict, with_tracking: dict) -> dict:
@@ -234,8 +243,8 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
             run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
-                           "cpu": run_stats["cpu"],
-                           "decoder": run_stats["decoder"]}
+                           "cpu": run_stats["cpu"], "decoder": run_stats["decoder"],
+                           **{k: run_stats[k] for k in ("encoder",) if k in run_stats}}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
         result["encode_only"] = encode_only(path, limit, folder)
         result["writer_only"] = writer_only(path, limit, folder)

@@ -12,24 +12,28 @@ Messages, over two one-way pipes:
                                are the encoder's (FFmpeg copied them); ("done",) once the file is
                                complete and closed; or ("error", message) after which the child stops.
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
-(EOF) and the child removes the unfinished file itself. This module imports no torch: the child
-starts in a fraction of a second.
+(EOF) and the child removes the unfinished file itself.
+
+The child is started as this module (`python -m effdet_video.stages.encode_process FRAMES EVENTS SLOTS`,
+three inherited descriptors), not through multiprocessing's spawn, which runs the parent's main module
+again in the child: under the command line that imported torch and the whole package (seconds, and
+half a gigabyte per encoder). This module imports no torch and no OpenCV; the job is the first message.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
+import time
 from fractions import Fraction
-from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Iterator
 
 import av
 import numpy as np
 
+from effdet_video.stages.encoder_slots import map_slots
 from effdet_video.stages.encoding import packet_seconds, transfer_to_picture, use_all_cores
 
 
@@ -48,8 +52,7 @@ class EncodeJob:
     rotation: int
     colour: tuple[int, int, int, int]  # the input's colorspace, range, primaries, transfer (FFmpeg's codes)
     audio_from: str | None  # the input whose audio streams are copied packet by packet
-    memory: str             # shared memory name: `slots` frames of `frame_bytes` uint8
-    slots: int
+    slots: int              # the slots' memory: `slots` frames of `frame_bytes` uint8
     frame_bytes: int
 
 
@@ -153,17 +156,9 @@ def _say(events: Connection, *message: object) -> None:
         pass
 
 
-def serve(job: EncodeJob, frames: Connection, events: Connection) -> None:
+def serve(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connection) -> None:
     """The child's whole life: open the output, encode every frame sent, finish, say how it went."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    # The parent's segment, registered with the parent's resource tracker, which a spawned child shares:
-    # the parent unlinks it, or the tracker does if the parent dies.
-    memory = shared_memory.SharedMemory(job.memory)
-    try:
-        _encode_all(job, np.ndarray((job.slots, job.frame_bytes), dtype=np.uint8, buffer=memory.buf),
-                    frames, events)
-    finally:
-        memory.close()
+    _encode_all(job, slots, frames, events)
     # Everything is closed and reported: skip the interpreter's own teardown, which spent 1-2 s in the
     # encoding libraries' finalisation while the parent waited to publish the file.
     sys.stderr.flush()
@@ -171,20 +166,25 @@ def serve(job: EncodeJob, frames: Connection, events: Connection) -> None:
 
 
 def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connection) -> None:
+    opening = time.perf_counter()
     try:
         output = _open(job)
     except Exception as error:  # noqa: BLE001 - every failure is reported as one line
         _say(events, "error", str(error) if isinstance(error, _Refused) else _one_line(error))
         return
+    phases = {"open_s": time.perf_counter() - opening}
     _say(events, "ready")
     try:
+        first = None
         while (message := frames.recv()) is not None:
+            first = first or time.perf_counter()
             slot, pts, time_base, duration = message
             picture = transfer_to_picture(slots[slot], job.pix_fmt, job.width, job.height)
             picture.pts, picture.time_base, picture.duration = pts, time_base, duration
             output.write(picture)
             del picture
             _say(events, "free", slot)
+        last = time.perf_counter()
         output.finish()
     except EOFError:  # the parent is gone or gave up: nobody will publish this file
         _discard(output, job)
@@ -193,7 +193,8 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
         _discard(output, job)
         _say(events, "error", f"writing failed ({_one_line(error)})")
         return
-    _say(events, "done")
+    phases.update(frames_s=last - (first or last), finish_s=time.perf_counter() - last)
+    _say(events, "done", {k: round(v, 4) for k, v in phases.items()})
 
 
 def _discard(output: _OutputFile, job: EncodeJob) -> None:
@@ -201,3 +202,18 @@ def _discard(output: _OutputFile, job: EncodeJob) -> None:
         output.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(job.temporary)
+
+
+def main() -> None:
+    """The child's entry point: FRAMES, EVENTS (pipe ends) and SLOTS (the slots' memory) descriptors."""
+    frames, events = Connection(int(sys.argv[1])), Connection(int(sys.argv[2]))
+    try:
+        job = frames.recv()
+    except EOFError:  # the parent went before it sent the job
+        os._exit(0)
+    _mapping, slots = map_slots(int(sys.argv[3]), job.slots, job.frame_bytes)
+    serve(job, slots, frames, events)
+
+
+if __name__ == "__main__":
+    main()

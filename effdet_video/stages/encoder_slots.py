@@ -1,6 +1,10 @@
 """The shared-memory frame slots between the video file writer and its encoder process: frames are drawn
 straight into a slot (by the annotate pool, in parallel) and the slot's number is all that is sent.
 
+The memory is an anonymous file (memfd on Linux, an unlinked temporary file elsewhere) that the child
+maps through its inherited descriptor: it has no name, so nothing can be left behind whatever kills
+either process, and it is not held to a container's small /dev/shm.
+
 Slots are handed out in frame order, whatever order the annotate workers ask in: a worker that asks for
 frame k waits until frames before k have theirs. Otherwise frames after k could take every slot while k
 waits, and since slots are sent (and so freed) in order, nothing would ever be freed.
@@ -8,17 +12,14 @@ waits, and since slots are sent (and so freed) in order, nothing would ever be f
 from __future__ import annotations
 
 import collections
-import shutil
+import mmap
+import os
+import tempfile
 import threading
-from multiprocessing import shared_memory
 
 import numpy as np
 
-from effdet_video.errors import UserError
-
-SHARED_MEMORY_DIR = "/dev/shm"
-MOST_SLOTS = 12  # enough for the annotate pool and the frames the encoder holds
-FEWEST_SLOTS = 2
+SLOTS = 12  # enough for the annotate pool and the frames the encoder holds
 WAIT_S = 0.1
 
 
@@ -26,29 +27,31 @@ class SlotsClosed(Exception):
     """The pool was closed (the run stops) or the encoder stopped, while a frame waited for a slot."""
 
 
-def slot_count(frame_bytes: int) -> int:
-    """As many slots as /dev/shm holds with half of it to spare, up to MOST_SLOTS: a full /dev/shm turns
-    a write into the slots into SIGBUS, so too little is refused up front (a container's default is 64 MB,
-    which a few 4K frames fill)."""
-    try:
-        free = shutil.disk_usage(SHARED_MEMORY_DIR).free
-    except OSError:  # no such folder: not Linux's shared memory, nothing to check
-        return MOST_SLOTS
-    count = min(MOST_SLOTS, free // 2 // frame_bytes)
-    if count < FEWEST_SLOTS:
-        raise UserError(f"{SHARED_MEMORY_DIR} has {free >> 20} MiB free and the video encoder needs "
-                        f"{-(-2 * FEWEST_SLOTS * frame_bytes >> 20)} MiB ({FEWEST_SLOTS} frames and as much "
-                        "to spare); enlarge it (e.g. docker run --shm-size=1g)")
-    return count
+def anonymous_memory(size: int) -> int:
+    """A descriptor of `size` bytes of memory with no name in any file system."""
+    if hasattr(os, "memfd_create"):
+        descriptor = os.memfd_create("effdet-encoder-slots")
+    else:
+        with tempfile.TemporaryFile() as file:  # unlinked at once; the descriptor keeps it
+            descriptor = os.dup(file.fileno())
+    os.ftruncate(descriptor, size)
+    return descriptor
+
+
+def map_slots(descriptor: int, count: int, frame_bytes: int) -> tuple[mmap.mmap, np.ndarray]:
+    """The slots of an anonymous memory file as [count, frame_bytes] uint8, and the mapping behind them."""
+    mapping = mmap.mmap(descriptor, count * frame_bytes)
+    return mapping, np.ndarray((count, frame_bytes), dtype=np.uint8, buffer=mapping)
 
 
 class SlotPool:
-    """`count` slots of `frame_bytes` in one shared-memory segment (`name` for the child)."""
+    """`count` slots of `frame_bytes` in one anonymous memory file (`descriptor`, for the child)."""
 
-    def __init__(self, frame_bytes: int, count: int) -> None:
-        self.memory = shared_memory.SharedMemory(create=True, size=frame_bytes * count)
-        self.name = self.memory.name
-        self.array: np.ndarray | None = np.ndarray((count, frame_bytes), dtype=np.uint8, buffer=self.memory.buf)
+    def __init__(self, frame_bytes: int, count: int = SLOTS) -> None:
+        self.count = count
+        self.descriptor = anonymous_memory(frame_bytes * count)
+        self._mapping, array = map_slots(self.descriptor, count, frame_bytes)
+        self.array: np.ndarray | None = array
         self._free: collections.deque[int] = collections.deque(range(count))
         self._next = 0
         self._closed: str | None = None
@@ -89,8 +92,11 @@ class SlotPool:
             self._pinned = False
 
     def release_memory(self) -> None:
-        """Unmap and unlink the segment (the child's mapping, if any, stays valid until it exits)."""
+        """Unmap the slots and close the descriptor (the child's mapping, if any, stays valid until it
+        exits; the memory goes with the last of them)."""
         self.close("the video file was closed")
+        if self.array is None:
+            return
         if self._pinned:
             import torch
 
@@ -98,10 +104,7 @@ class SlotPool:
             self._pinned = False
         self.array = None
         try:
-            self.memory.close()
-        except BufferError:  # a worker left behind by a stop still holds a view: unlinked anyway
+            self._mapping.close()
+        except BufferError:  # a worker left behind by a stop still holds a view: unmapped at exit
             pass
-        try:
-            self.memory.unlink()
-        except FileNotFoundError:  # released already (abort after finish, or twice)
-            pass
+        os.close(self.descriptor)

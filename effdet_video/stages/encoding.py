@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from effdet_video.errors import UserError
@@ -91,7 +90,10 @@ def transfer_to_picture(array: np.ndarray, pix_fmt: str, width: int, height: int
 def rgb_to_picture(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     """An RGB uint8 [H, W, 3] frame for an encoder taking `pix_fmt` (yuv420p or yuv444p). For yuv420p
     OpenCV converts (BT.601 limited range, like swscale's default) about 8x faster than PyAV's rgb24
-    import plus swscale at 1080p."""
+    import plus swscale at 1080p. (Imported here: the encoder process, which imports this module, has no
+    use for OpenCV.)"""
+    import cv2
+
     if pix_fmt == "yuv420p":
         return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
     return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)

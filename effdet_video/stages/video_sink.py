@@ -18,6 +18,9 @@ display rotation and colour tags are written back.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +36,7 @@ from effdet_video.stages import encode_process
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.canvas import GpuFrame, byte_layout, pack_picture, packed_planes
-from effdet_video.stages.encoder_slots import SlotPool, SlotsClosed, slot_count
+from effdet_video.stages.encoder_slots import SlotPool, SlotsClosed
 from effdet_video.stages.encoding import (SUBSAMPLING, chroma_size, default_codec, encoder_options,
                                           encoder_pixel_format, frame_bytes)
 from effdet_video.stages.output_file import PartialFile
@@ -53,7 +56,8 @@ FINISH_TIMEOUT_S = 300.0
 
 class VideoFileSink(FrameSink):
     """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time.
-    `labels` name the classes on the boxes."""
+    `labels` name the classes on the boxes. Once finished, `phases` has the encoder process's seconds:
+    opening the output, from its first frame to its last, and draining and closing it."""
 
     needs_canvas = True
 
@@ -72,31 +76,35 @@ class VideoFileSink(FrameSink):
                                        ColourMatrix.of_stream(colorspace, color_range, info.width, info.height,
                                                               info.pix_fmt))
         size = frame_bytes(self._pix_fmt, info.width, info.height)
-        count = slot_count(size)
         self._file = PartialFile(output)
-        self._slots = SlotPool(size, count)
+        self._slots = SlotPool(size)
         self._error: str | None = None
+        self.phases: dict[str, float] = {}
         self._ready, self._done = threading.Event(), threading.Event()
         job = encode_process.EncodeJob(
             temporary=str(self._file.temporary), codec=codec,
             options=encoder_options(codec, crf, preset), pix_fmt=self._pix_fmt, width=info.width,
             height=info.height, rate=info.rate or Fraction(30), time_base=info.time_base,
             rotation=info.rotation, colour=info.colour, audio_from=str(info.path) if audio else None,
-            memory=self._slots.name, slots=count, frame_bytes=size)
-        context = multiprocessing.get_context("spawn")  # the parent has CUDA and threads: no fork
-        child_frames, self._frames = context.Pipe(duplex=False)
-        self._events, child_events = context.Pipe(duplex=False)
-        self._process = context.Process(target=encode_process.serve, args=(job, child_frames, child_events),
-                                        name="effdet-encoder", daemon=True)
+            slots=self._slots.count, frame_bytes=size)
+        child_frames, self._frames = multiprocessing.Pipe(duplex=False)
+        self._events, child_events = multiprocessing.Pipe(duplex=False)
+        inherited = (child_frames.fileno(), child_events.fileno(), self._slots.descriptor)
         try:
-            self._process.start()
+            self._process = _start_encoder(inherited)
         except BaseException:
             self._release()
             raise
-        child_frames.close()  # ours closed, the child's ends see EOF when the other side goes
-        child_events.close()
+        finally:
+            child_frames.close()  # ours closed, the child's ends see EOF when the other side goes
+            child_events.close()
         self._listener = threading.Thread(target=self._listen, name="effdet-encoder-events", daemon=True)
         self._listener.start()
+        try:
+            self._send(job)
+        except BaseException:
+            self.abort()
+            raise
         self._ready.wait(OPEN_TIMEOUT_S)
         if self._error is not None or not self._ready.is_set():
             self.abort()
@@ -112,13 +120,13 @@ class VideoFileSink(FrameSink):
                 elif kind == "ready":
                     self._ready.set()
                 elif kind == "done":
+                    self.phases = rest[0]
                     break
                 else:
                     self._error = rest[0]
                     break
         except (EOFError, OSError):
-            self._process.join(1.0)
-            self._error = self._error or f"the encoder process stopped (exit code {self._process.exitcode})"
+            self._error = self._error or f"the encoder process stopped (exit code {self._exit_code(1.0)})"
         self._done.set()
         self._ready.set()
         self._slots.close(self._error or "the encoder process finished")
@@ -196,25 +204,42 @@ class VideoFileSink(FrameSink):
     def finish(self) -> None:
         self._send(None)
         self._done.wait(FINISH_TIMEOUT_S)
-        self._process.join(5.0)
-        if self._error is not None or not self._done.is_set() or self._process.exitcode != 0:
+        if self._error is not None or not self._done.is_set():  # "done" comes once the file is closed
             self.abort()
             raise self._failure()
         self._release()
         self._file.commit()
+        self._exit_code(5.0)  # the child said "done" and exits: reaped, not left behind
 
     def abort(self) -> None:
         """Stop the child (closing the frames pipe ends its loop; it removes its file) and the file."""
         self._frames.close()
-        self._process.join(5.0)
-        if self._process.is_alive():
+        if self._exit_code(5.0) is None:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
         self._release()
         self._file.discard()
 
+    def _exit_code(self, wait_s: float) -> int | None:
+        """The child's exit status once it ended within `wait_s`, else None."""
+        try:
+            return self._process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def _release(self) -> None:
         self._slots.release_memory()
+
+
+def _start_encoder(descriptors: tuple[int, ...]) -> subprocess.Popen:
+    """The encoder process, handed `descriptors` (see encode_process.main). In a session of its own, so
+    that Ctrl-C reaches only the parent, which decides (closing the frames pipe ends the child); the
+    package's folder on its path, as this process found the package."""
+    package_root = str(Path(encode_process.__file__).resolve().parents[2])
+    path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
+    return subprocess.Popen([sys.executable, "-m", encode_process.__name__, *map(str, descriptors)],
+                            pass_fds=descriptors, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": path})
 
 
 def _copy_from_gpu(canvas: GpuFrame, packed: np.ndarray) -> torch.cuda.Event:
