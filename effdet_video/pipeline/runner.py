@@ -4,7 +4,7 @@ thread(s), bounded queues between them.
     decode (1) -> prepare (N) -> infer (1, ordered, fixed batches) -> annotate (M) -> sinks (1, ordered)
 
 End of stream travels as one DONE marker per downstream worker; every stage counts the markers of its
-upstream workers before passing them on. Errors and signals go through one RunControl (see control.py).
+upstream workers before passing them on. Errors and signals go through one RunControl (see core/control.py).
 """
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
+from effdet_video.core.clock import StageClock
+from effdet_video.core.control import POLL_S, Interrupted, RunControl
+from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.base import Engine
-from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.pipeline.reorder import ReorderBuffer
-from effdet_video.pipeline.stats import RunStats, StageClock
+from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.infer import BatchRunner, DetectionFilter

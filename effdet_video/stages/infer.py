@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
+from effdet_video.core.clock import StageClock
+from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.base import Engine, InferenceBatch, PendingDetections
-from effdet_video.pipeline.frames import FrameRecord
-from effdet_video.pipeline.stats import StageClock
 
 
 @dataclasses.dataclass(frozen=True)
