@@ -17,8 +17,8 @@ import click
 
 from effdet_video import __version__
 from effdet_video.commands.common import CliState, debug_option
+from effdet_video.core.control import Interrupted
 from effdet_video.errors import UserError
-from effdet_video.pipeline.control import Interrupted
 
 COMMANDS = ("run", "live", "batch", "bench", "demo", "train")
 DEFAULT_COMMAND = "run"

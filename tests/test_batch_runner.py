@@ -14,13 +14,13 @@ import pytest
 
 from effdet_video import cli
 from effdet_video.commands.run import open_sinks
+from effdet_video.core.control import Interrupted, RunControl
 from effdet_video.engine import factory, shared as shared_module
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
 from effdet_video.engine.shared import SharedEngine
 from effdet_video.pipeline.batch_inputs import BatchItem, find_inputs, read_list_file
 from effdet_video.pipeline.batch_manifest import MANIFEST_NAME
 from effdet_video.pipeline.batch_runner import BatchOptions, run_batch
-from effdet_video.pipeline.control import Interrupted, RunControl
 from effdet_video.pipeline.runner import PipelineOptions
 
 GOOD = {"a/pan720.mp4": 90, "a/b/pan360.mkv": 60, "corrupt-middle.mp4": 84}

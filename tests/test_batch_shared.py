@@ -59,7 +59,7 @@ def stream_batches(stream: int, frames: int, batch_size: int) -> list[InferenceB
 
 
 def run_streams(shared: SharedEngine, streams: dict[int, tuple[int, int]], in_flight: int = 2) -> dict[int, list]:
-    """Each stream {id: (frames, batch size)} on its own thread, like the pipeline's BatchRunner: up to
+    """Each stream {id: (frames, batch size)} on its own thread, like the pipeline's EngineBatcher: up to
     `in_flight` batches outstanding. Returns per stream the first detection row of every frame, or the
     exception of each failed batch."""
     results: dict[int, list] = {}

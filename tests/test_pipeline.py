@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from effdet_video.pipeline.control import Interrupted, RunControl
-from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.core.control import Interrupted, RunControl
+from effdet_video.core.frames import FrameRecord
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import JsonLinesSink

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.core.frames import FrameRecord
 from effdet_video.stages.track import FrameTracker, tracking_options
 from fakes import run_cli
 from pipeline_clips import make_clip

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.source import VideoFileSource
 from effdet_video.stages.video_sink import VideoFileSink
 from pipeline_clips import make_clip

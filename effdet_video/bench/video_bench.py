@@ -27,10 +27,10 @@ import numpy as np
 from av.video.frame import PictureType
 
 from effdet_video.bench.stats import ratio
+from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops.letterbox import letterbox_uint8
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSource

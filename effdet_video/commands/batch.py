@@ -22,12 +22,12 @@ from effdet_video.commands.common import (debug_option, decoder_option, detectio
                                           encoder_options, engine_options, engine_spec, model_labels, track_options,
                                           tracking, video_opener)
 from effdet_video.commands.run import open_sinks
+from effdet_video.core.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
 from effdet_video.pipeline.batch_processes import run_batch_processes
 from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, run_batch
 from effdet_video.pipeline.batch_unit import BatchUnit
-from effdet_video.pipeline.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.output_file import make_output_folder

@@ -22,9 +22,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from effdet_video.core.control import POLL_S
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
-
-POLL_S = 0.05
 
 
 class SharedEngineError(RuntimeError):

@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from effdet_video.ops.letterbox import Letterbox, letterbox_geometry
+from effdet_video.core.letterbox import Letterbox
+from effdet_video.ops.letterbox import letterbox_geometry
 
 # OpenCV's fixed-point BT.601 coefficients (ITUR_BT_601_* in its colour code) divided by 2**20.
 _LUMA = 1220542 / 2**20

@@ -34,8 +34,8 @@ from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemProcessor, ItemResult,
                                                 describe_error, remove_partials_of)
+from effdet_video.core.control import POLL_S, Interrupted, RunControl, stop_on_signals
 from effdet_video.pipeline.batch_unit import BatchUnit, thread_locks_for_progress_bars
-from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl, stop_on_signals
 
 STOP_GRACE_S = 0.5  # how long stopped workers may take to stop their inputs; then they are killed, within 2 s
 ATTEMPTS = 2  # an input whose worker dies is handed out once more

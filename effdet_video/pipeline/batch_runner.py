@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from effdet_video.core.control import POLL_S, Interrupted, RunControl
 from effdet_video.engine.base import Engine
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, fingerprint, options_hash
-from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.base import FrameSink, FrameSource

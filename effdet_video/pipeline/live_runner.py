@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from effdet_video.core.control import Interrupted, RunControl
+from effdet_video.core.latency import LatencyRecorder
 from effdet_video.engine.base import Engine, InferenceBatch
-from effdet_video.pipeline.control import Interrupted, RunControl
-from effdet_video.pipeline.live_latency import LatencyRecorder
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import JsonLinesSink, TracksJsonSink

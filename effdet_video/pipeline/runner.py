@@ -4,7 +4,7 @@ thread(s), bounded queues between them.
     decode (1) -> prepare (N) -> infer (1, ordered, fixed batches) -> annotate (M) -> sinks (1, ordered)
 
 End of stream travels as one DONE marker per downstream worker; every stage counts the markers of its
-upstream workers before passing them on. Errors and signals go through one RunControl (see control.py).
+upstream workers before passing them on. Errors and signals go through one RunControl (see core/control.py).
 """
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
+from effdet_video.core.clock import StageClock
+from effdet_video.core.control import POLL_S, Interrupted, RunControl
+from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.base import Engine
-from effdet_video.pipeline.control import POLL_S, Interrupted, RunControl
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.pipeline.reorder import ReorderBuffer
-from effdet_video.pipeline.stats import RunStats, StageClock
+from effdet_video.pipeline.stats import RunStats
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.base import FrameSink, FrameSource
-from effdet_video.stages.infer import BatchRunner, DetectionFilter
+from effdet_video.stages.infer import DetectionFilter, EngineBatcher
 from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames
 from effdet_video.stages.track import FrameTracker, TrackingOptions, tracking_filter
 
@@ -161,7 +162,7 @@ class _Run:
         tracker = FrameTracker(tracking) if tracking else None
         detection_filter = tracking_filter(self.options.detection_filter, tracking) if tracking \
             else self.options.detection_filter
-        runner = BatchRunner(self.engine, detection_filter, self.clocks["infer"], self.options.in_flight)
+        batcher = EngineBatcher(self.engine, detection_filter, self.clocks["infer"], self.options.in_flight)
 
         def detected(records: list[FrameRecord]) -> None:
             for done in records:
@@ -171,8 +172,8 @@ class _Run:
                 self.control.put(self.detected, done)
 
         for record in self._ordered(self.prepared, self.preparers):
-            detected(runner.add(record))
-        detected(runner.flush())
+            detected(batcher.add(record))
+        detected(batcher.flush())
         for _ in range(self.annotators):
             self.control.put(self.detected, DONE)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from typing import Iterator, Sequence
 
-from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.core.frames import FrameRecord
 
 
 class FrameSource(abc.ABC):

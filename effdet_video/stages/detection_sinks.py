@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from effdet_video.configs.labels import label_name
-from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.core.frames import FrameRecord
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.output_file import UnnamedFile
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.output_file import UnnamedFile
 

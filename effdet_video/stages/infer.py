@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
+from effdet_video.core.clock import StageClock
+from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.base import Engine, InferenceBatch, PendingDetections
-from effdet_video.pipeline.frames import FrameRecord
-from effdet_video.pipeline.stats import StageClock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ class DetectionFilter:
         return kept[: self.max_det] if self.max_det is not None else kept
 
 
-class BatchRunner:
+class EngineBatcher:
     """Packs letterboxed frames into the engine's fixed batch (a partial last batch is padded) and keeps
     up to `in_flight` batches submitted, so that an asynchronous engine computes while the other stages
     work (0: collect each batch as soon as it is submitted, the lowest latency, for live sources). Frames

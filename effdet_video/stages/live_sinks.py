@@ -11,9 +11,9 @@ from typing import Sequence
 import av
 import numpy as np
 
+from effdet_video.core.frames import FrameRecord
+from effdet_video.core.latency import LatencyRecorder
 from effdet_video.errors import UserError
-from effdet_video.pipeline.frames import FrameRecord
-from effdet_video.pipeline.live_latency import LatencyRecorder
 from effdet_video.stages.base import FrameSink
 from effdet_video.stages.detection_sinks import frame_object
 from effdet_video.stages.encoding import encoder_pixel_format, rgb_to_picture

@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 
 import av
 
+from effdet_video.core.control import POLL_S
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.pipeline.control import POLL_S
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSource
 from effdet_video.stages.source import VideoInfo, display_rotation, frame_colour
 

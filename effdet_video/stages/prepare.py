@@ -10,8 +10,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_uint8
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.canvas import GpuFrame, GpuFrames
 from effdet_video.stages.hw_decode import gpu_planes, on_gpu
 

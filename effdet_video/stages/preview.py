@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import cv2
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.base import FrameSink
 
 JPEG_QUALITY = 80

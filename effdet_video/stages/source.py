@@ -12,8 +12,8 @@ from typing import Iterator, Sequence
 
 import av
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages.image_sink import is_still_image
 from effdet_video.stages.input_damage import DamageLog
 from effdet_video.stages.base import FrameSource

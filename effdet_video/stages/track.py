@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from effdet_video.pipeline.frames import FrameRecord
+from effdet_video.core.frames import FrameRecord
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.tracking.byte_tracker import ByteTracker, TrackerSettings
 

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
 from effdet_video.ops.colour import ColourMatrix
 from effdet_video.ops.paint import PaintList, paint, paint_group
-from effdet_video.pipeline.frames import FrameRecord
 from effdet_video.stages import encode_process
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
 from effdet_video.stages.base import FrameSink

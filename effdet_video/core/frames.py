@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from effdet_video.ops.letterbox import Letterbox
+from effdet_video.core.letterbox import Letterbox
 
 
 @dataclasses.dataclass
