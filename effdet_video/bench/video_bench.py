@@ -207,8 +207,8 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
             used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
-    encoder = {"encoder": sinks[0].phases} if video else {}
-    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used, **encoder}
+    encoder = sinks[0].phases if video else {}
+    return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used, "encoder": encoder}
 
 
 def tracking_cost(without: dict, with_tracking: dict) -> dict:
@@ -244,7 +244,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
                            "cpu": run_stats["cpu"], "decoder": run_stats["decoder"],
-                           **{k: run_stats[k] for k in ("encoder",) if k in run_stats}}
+                           "encoder": run_stats["encoder"]}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
         result["encode_only"] = encode_only(path, limit, folder)
         result["writer_only"] = writer_only(path, limit, folder)

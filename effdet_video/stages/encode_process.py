@@ -7,10 +7,12 @@ those hand-overs waits up to the switch interval: x264 veryfast at 1080p encoded
 38 fps beside one busy thread (2026-12-01, scripts/perf-notes.md). Here its thread is alone with its GIL.
 
 Messages, over two one-way pipes:
-    parent -> child (frames):  (slot, pts, time_base, duration) per frame in order, then None
+    parent -> child (frames):  the EncodeJob, then (slot, pts, time_base, duration) per frame in order,
+                               then None
     child -> parent (events):  ("ready",) once the output is open; ("free", slot) once a slot's pixels
-                               are the encoder's (FFmpeg copied them); ("done",) once the file is
-                               complete and closed; or ("error", message) after which the child stops.
+                               are the encoder's (FFmpeg copied them); ("done", phases) once the file
+                               is complete and closed (phases: seconds spent opening, encoding,
+                               draining); or ("error", message) after which the child stops.
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
 (EOF) and the child removes the unfinished file itself.
 
