@@ -116,7 +116,7 @@ def test_auto_backend_falls_back_to_eager_without_runtimes(monkeypatch):
     monkeypatch.delenv(factory.CPU_BACKEND_ENV, raising=False)
     monkeypatch.setattr(cpu_runtimes, "installed", lambda modules: False)
     spec = EngineSpec(random_weights=True, batch_size=1, device="cpu", image_size=(128, 128))
-    assert factory.resolve_cpu_backend(spec) == "eager"
+    assert factory.resolve_cpu_backend(spec) == ("eager",)
     assert isinstance(factory.build_engine(spec), CpuEngine)
     with pytest.raises(UserError, match=r"effdet-video\[onnx\]"):
         factory.resolve_cpu_backend(dataclasses.replace(spec, cpu_backend="onnxruntime"))
@@ -124,14 +124,16 @@ def test_auto_backend_falls_back_to_eager_without_runtimes(monkeypatch):
         factory.resolve_cpu_backend(dataclasses.replace(spec, precision="bf16"))
 
 
-def test_auto_backend_prefers_onnxruntime_and_obeys_the_environment(monkeypatch):
+def test_auto_backend_offers_every_installed_runtime_and_obeys_the_environment(monkeypatch):
     monkeypatch.setattr(cpu_runtimes, "installed", lambda modules: True)
     spec = EngineSpec(random_weights=True, device="cpu")
     monkeypatch.delenv(factory.CPU_BACKEND_ENV, raising=False)
-    assert factory.resolve_cpu_backend(spec) == "onnxruntime"
-    assert factory.resolve_cpu_backend(dataclasses.replace(spec, precision="bf16")) == "openvino"
+    assert factory.resolve_cpu_backend(spec) == ("onnxruntime", "openvino")
+    assert factory.resolve_cpu_backend(dataclasses.replace(spec, precision="bf16")) == ("openvino",)
+    monkeypatch.setattr(cpu_runtimes, "installed", lambda modules: "openvino" not in modules)
+    assert factory.resolve_cpu_backend(spec) == ("onnxruntime",)
     monkeypatch.setenv(factory.CPU_BACKEND_ENV, "eager")
-    assert factory.resolve_cpu_backend(spec) == "eager"
+    assert factory.resolve_cpu_backend(spec) == ("eager",)
     monkeypatch.setenv(factory.CPU_BACKEND_ENV, "tensorrt")
     with pytest.raises(UserError, match="unknown CPU backend"):
         factory.resolve_cpu_backend(spec)
@@ -150,3 +152,41 @@ def test_failed_export_warns_and_runs_eager(monkeypatch, capsys):
     assert isinstance(engine, CpuEngine)
     assert engine.build_info["fallback_error"] == "RuntimeError: exporter broke"
     assert "running eager (RuntimeError: exporter broke)" in capsys.readouterr().err
+
+
+class _TimedSession:
+    """A runtime session that sleeps `seconds` a run and counts its runs."""
+
+    def __init__(self, runtime: str, seconds: float) -> None:
+        self.runtime, self.version, self.seconds, self.runs = runtime, "0", seconds, 0
+
+    def run(self, *inputs):
+        self.runs += 1
+        time.sleep(self.seconds)
+        return []
+
+
+def test_fastest_runtime_is_measured_once_then_recorded(monkeypatch, tmp_path):
+    """With several runtimes installed the first start times each on the graph and keeps the faster; a
+    later start opens only the recorded winner, and another thread count is measured afresh."""
+    opened = []
+
+    def open_session(runtime, path, threads, precision):
+        opened.append(runtime)
+        return _TimedSession(runtime, {"onnxruntime": 0.02, "openvino": 0.002}[runtime])
+
+    monkeypatch.setattr(cpu_exported, "open_session", open_session)
+    monkeypatch.setattr(cpu_exported.importlib.metadata, "version", lambda name: "1.0")
+    path = tmp_path / "graph.onnx"
+    inputs = (np.zeros(1),)
+    session, choice = cpu_exported.fastest_session(path, ("onnxruntime", "openvino"), 4, "fp32", inputs)
+    assert session.runtime == "openvino" and session.runs >= 2 and choice["runtime_choice"] == "measured"
+    assert choice["runtime_run_ms"]["onnxruntime"] > choice["runtime_run_ms"]["openvino"]
+    assert sorted(opened) == ["onnxruntime", "openvino"]
+    opened.clear()
+    session, choice = cpu_exported.fastest_session(path, ("onnxruntime", "openvino"), 4, "fp32", inputs)
+    assert opened == ["openvino"] and session.runs == 0 and choice == {"runtime_choice": "recorded"}
+    opened.clear()
+    cpu_exported.fastest_session(path, ("onnxruntime", "openvino"), 2, "fp32", inputs)
+    assert sorted(opened) == ["onnxruntime", "openvino"]
+    assert not list(tmp_path.glob("*.tmp"))

@@ -13,10 +13,12 @@ from effdet_video.ops.letterbox import letterbox_geometry, letterbox_uint8, norm
 from effdet_video.ops.postprocess import (
     DEFAULT_CANDIDATES,
     detect,
+    flatten_codes,
     flatten_levels,
     pre_nms,
     preselection_is_exact,
     score_anchors,
+    score_levels,
 )
 from tests.automl_fixture import LEVELS, SEED0, SEED1, load_npz, load_sidecar
 
@@ -157,3 +159,16 @@ def test_detect_accepts_float16_outputs(npz, head_outputs, anchors, detected):
     detections, num_valid = _run_detect(npz, (cls, box), anchors, nms)
     assert detections.dtype == torch.float32
     _assert_matches_automl(npz, prefix, detections, num_valid, rows=10, box_atol=1.0, score_atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_level_scoring_equals_flattened_scoring(head_outputs, dtype):
+    """The engine scores each level in the head's layout (`score_levels`); it must give the flattened
+    formulation's scores and classes exactly, ties (first class wins) included."""
+    cls, box = ([level.to(dtype) for level in outputs] for outputs in head_outputs)
+    cls[0] = cls[0].clone()
+    cls[0][:, 3 * CONFIG.num_classes + 7] = cls[0][:, 3 * CONFIG.num_classes + 2]  # a tie in anchor 3's classes
+    expected = score_anchors(flatten_levels(cls, box, CONFIG.num_classes)[0])
+    got = score_levels(cls, CONFIG.num_classes)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert torch.equal(flatten_codes(box), flatten_levels(cls, box, CONFIG.num_classes)[1])

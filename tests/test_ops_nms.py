@@ -11,6 +11,7 @@ import torch
 
 from effdet_video.configs import NmsConfig
 from effdet_video.ops.nms import non_max_suppression
+from effdet_video.ops.nms_host import host_non_max_suppression
 
 GAUSSIAN = NmsConfig(method="gaussian")
 HARD = NmsConfig(method="hard", iou_thresh=0.5)
@@ -129,6 +130,28 @@ def test_equal_scores_go_to_the_lower_index():
     boxes = torch.tensor([[[0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0], [0.0, 0.0, 4.0, 4.0]]])
     indices, _, num_valid = non_max_suppression(boxes, torch.full((1, 3), 0.5), HARD, 3)
     assert indices[0, :1].tolist() == [0] and num_valid.tolist() == [1]
+
+
+@pytest.mark.parametrize("class_aware", [False, True], ids=["global", "class_aware"])
+@pytest.mark.parametrize("nms", [GAUSSIAN, HARD, NmsConfig(method="hard", iou_thresh=0.3, score_thresh=0.2),
+                                 NmsConfig(method="gaussian", sigma=0.9, score_thresh=0.4)],
+                         ids=["gaussian", "hard", "hard_0.3", "gaussian_floor_0.4"])
+def test_host_nms_equals_the_static_loop(nms, class_aware):
+    """The CPU engines' NMS (numpy, live candidates only, early exit) returns the static loop's indices,
+    scores and counts bit for bit, at the engine's size and on small problems whose candidates run out;
+    boxes with NaN corners count as empty in both."""
+    for seed, batch, count, max_det in ((11, 3, 4096, 100), (5, 4, 60, 60)):
+        boxes, scores = _random_problems(seed=seed, batch=batch, count=count)
+        boxes[:, 3::17] = np.nan
+        classes = np.random.default_rng(3).integers(0, 4, scores.shape) if class_aware else None
+        expected = non_max_suppression(torch.from_numpy(boxes), torch.from_numpy(scores), nms, max_det,
+                                       classes=torch.from_numpy(classes) if class_aware else None)
+        got = host_non_max_suppression(boxes, scores, nms, max_det, classes=classes)
+        assert got[2].dtype == np.int32 and got[0].shape == got[1].shape == (batch, max_det)
+        for ours, reference in zip(got, expected):
+            np.testing.assert_array_equal(ours, reference.numpy())
+        if count == 60 and nms is not GAUSSIAN:  # the default floor keeps all 60 (hard's is -inf; IoU culls)
+            assert expected[2].max() < max_det  # candidates ran out before max_det: the early exit is used
 
 
 @pytest.mark.gpu

@@ -14,8 +14,10 @@ exports it (tens of seconds) and says so on stderr; later starts load it in well
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -121,12 +123,66 @@ def split_spatial_means(path: str) -> None:
     onnx.save(model, path)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _median_run_s(session, inputs: tuple[np.ndarray, ...], budget_s: float = 2.0) -> float:
+    """A runtime's median time per run on `inputs`: one warm-up run, then up to 5 runs within `budget_s`."""
+    session.run(*inputs)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < 5 and (not times or time.perf_counter() - started < budget_s):
+        begin = time.perf_counter()
+        session.run(*inputs)
+        times.append(time.perf_counter() - begin)
+    return sorted(times)[len(times) // 2]
+
+
+def fastest_session(path: Path, runtimes: tuple[str, ...], threads: int, precision: str,
+                    inputs: tuple[np.ndarray, ...]) -> tuple[object, dict]:
+    """The session of the fastest of `runtimes` on this CPU at `threads` threads, and what was measured.
+
+    Which runtime wins depends on the CPU (docs/cpu-engine.md has the figures), so the first start of an
+    exported graph times each installed runtime on it and records the winner beside the file, keyed by CPU model,
+    thread count and runtime versions; later starts open only the winner."""
+    if len(runtimes) == 1:
+        return open_session(runtimes[0], path, threads, precision), {}
+    key = " | ".join([cpu_name(), f"{threads} threads"]
+                     + [f"{name} {importlib.metadata.version(name)}" for name in runtimes])
+    record_path = path.with_name(path.name + ".fastest.json")
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if record.get(key) in runtimes:
+        return open_session(record[key], path, threads, precision), {"runtime_choice": "recorded"}
+    sessions = {name: open_session(name, path, threads, precision) for name in runtimes}
+    run_ms = {name: round(1000 * _median_run_s(session, inputs), 2) for name, session in sessions.items()}
+    fastest = min(run_ms, key=run_ms.get)
+    record[key] = fastest
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=record_path.name, suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(record, out, indent=1)
+    os.replace(temporary, record_path)
+    return sessions[fastest], {"runtime_choice": "measured", "runtime_run_ms": run_ms}
+
+
 class ExportedCpuEngine(Engine):
-    """The engine contract over an exported graph: runtime 'onnxruntime' or 'openvino'."""
+    """The engine contract over an exported graph, on the fastest of `runtimes` ('onnxruntime',
+    'openvino') that this CPU runs it on."""
 
     device = "cpu"
 
-    def __init__(self, spec: EngineSpec, runtime: str, precision: str = "fp32") -> None:
+    def __init__(self, spec: EngineSpec, runtimes: tuple[str, ...], precision: str = "fp32") -> None:
         started = time.perf_counter()
         self.spec = spec
         self.config = model_config(spec)
@@ -139,12 +195,15 @@ class ExportedCpuEngine(Engine):
         if not hit:
             export_graph(graph, spec.batch_size, path)
         threads = cpu_threads()
-        self._session = open_session(runtime, path, threads, precision)
+        images, valid_hw, scales = example_inputs(spec.batch_size, self.image_size)
+        random_images = np.random.default_rng(0).integers(0, 256, images.shape, dtype=np.uint8)
+        self._session, choice = fastest_session(path, runtimes, threads, precision,
+                                                (random_images, valid_hw.numpy(), scales.numpy()))
         # NMS is a loop of small ops on K candidates: several threads only add synchronisation.
         torch.set_num_threads(1)
-        self.build_info = {"backend": runtime, "precision": precision, "threads": threads,
+        self.build_info = {"backend": self._session.runtime, "precision": precision, "threads": threads,
                            "engine_cache": "hit" if hit else "miss", "engine_path": str(path),
-                           "runtime_version": self._session.version,
+                           "runtime_version": self._session.version, **choice,
                            "prepare_s": round(time.perf_counter() - started, 3)}
 
     def submit(self, batch: InferenceBatch) -> PendingDetections:

@@ -25,6 +25,8 @@ class OnnxRuntimeSession:
     sleep rather than spin between runs: beside the pipeline's decode and encode threads, spinning workers
     took the cores from them (the demo's pipeline on 2 shared cores: 7.2 s without spinning, 16-18 s with)."""
 
+    runtime = "onnxruntime"
+
     def __init__(self, path: Path, threads: int, precision: str) -> None:
         import onnxruntime
 
@@ -48,6 +50,8 @@ class OpenVinoSession:
     """OpenVINO's CPU plugin, latency hint, `threads` threads; fp32, or bf16 where the CPU has it natively
     (OpenVINO would otherwise pick bf16 by itself on AMX machines: fp32 is asked for explicitly). Its
     compiled blobs are cached beside the ONNX file."""
+
+    runtime = "openvino"
 
     def __init__(self, path: Path, threads: int, precision: str) -> None:
         import openvino

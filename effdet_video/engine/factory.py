@@ -53,10 +53,12 @@ def build_engine(spec: EngineSpec) -> Engine:
     return CudaEngine(spec, device)
 
 
-def resolve_cpu_backend(spec: EngineSpec) -> str:
-    """The CPU backend `spec` runs on. 'auto' (or $EFFDET_VIDEO_CPU_BACKEND) picks the fastest installed,
-    fp32: ONNX Runtime (the `onnx` extra), else eager; bf16 needs OpenVINO (the `openvino` extra)."""
-    from effdet_video.engine.cpu_runtimes import EXPORT_MODULES, RUNTIME_MODULES, installed
+def resolve_cpu_backend(spec: EngineSpec) -> tuple[str, ...]:
+    """The CPU backend(s) `spec` may run on: ('eager',) or the exported graph's runtimes, of which the
+    engine takes the fastest on this CPU. 'auto' (or $EFFDET_VIDEO_CPU_BACKEND) means every installed
+    runtime (ONNX Runtime: the `onnx` extra; OpenVINO: the `openvino` extra), else eager; bf16 needs
+    OpenVINO."""
+    from effdet_video.engine.cpu_runtimes import EXPORT_MODULES, RUNTIME_MODULES, RUNTIMES, installed
 
     backend = spec.cpu_backend
     if backend == "auto":
@@ -64,14 +66,16 @@ def resolve_cpu_backend(spec: EngineSpec) -> str:
     if backend not in CPU_BACKENDS:
         raise UserError(f"unknown CPU backend {backend!r} (expected one of {', '.join(CPU_BACKENDS)})")
     if backend == "auto":
-        wanted = ("openvino",) if spec.precision == "bf16" else ("onnxruntime", "openvino")
-        backend = next((name for name in wanted if installed(RUNTIME_MODULES[name] + EXPORT_MODULES)), "eager")
+        wanted = ("openvino",) if spec.precision == "bf16" else RUNTIMES
+        backends = tuple(name for name in wanted if installed(RUNTIME_MODULES[name] + EXPORT_MODULES)) or ("eager",)
     elif backend != "eager" and not installed(RUNTIME_MODULES[backend] + EXPORT_MODULES):
         extra = "onnx" if backend == "onnxruntime" else "openvino"
         raise UserError(f"CPU backend {backend} is not installed (pip install 'effdet-video[{extra}]')")
-    if spec.precision == "bf16" and backend != "openvino":
+    else:
+        backends = (backend,)
+    if spec.precision == "bf16" and backends != ("openvino",):
         raise UserError("bf16 on the CPU needs the openvino backend (pip install 'effdet-video[openvino]')")
-    return backend
+    return backends
 
 
 def build_cpu_engine(spec: EngineSpec) -> Engine:
@@ -79,20 +83,21 @@ def build_cpu_engine(spec: EngineSpec) -> Engine:
     nms_mode other than 'device' (bench comparisons) runs eager, the mode's reference."""
     from effdet_video.engine.cpu import CpuEngine
 
-    backend = resolve_cpu_backend(spec) if spec.nms_mode == "device" else "eager"
-    if backend == "eager":
+    backends = resolve_cpu_backend(spec) if spec.nms_mode == "device" else ("eager",)
+    if backends == ("eager",):
         return CpuEngine(spec)
     from effdet_video.engine.cpu_exported import ExportedCpuEngine
 
     try:
-        return ExportedCpuEngine(spec, backend, "bf16" if spec.precision == "bf16" else "fp32")
+        return ExportedCpuEngine(spec, backends, "bf16" if spec.precision == "bf16" else "fp32")
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - eager is always a working engine
         if spec.precision == "bf16":
             raise UserError(f"the bf16 CPU engine could not be built: {error}") from error
         message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        print(f"warning: the {backend} CPU engine could not be built, running eager ({message})", file=sys.stderr)
+        print(f"warning: the {' or '.join(backends)} CPU engine could not be built, running eager ({message})",
+              file=sys.stderr)
         engine = CpuEngine(spec)
         engine.build_info["fallback_error"] = message
         return engine

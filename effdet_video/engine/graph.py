@@ -18,6 +18,7 @@ from effdet_video.configs import ModelConfig, NmsConfig, get_model_config
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops import anchors as anchor_ops
 from effdet_video.ops import letterbox, postprocess
+from effdet_video.ops.nms_host import host_non_max_suppression
 
 
 def model_config(spec: EngineSpec) -> ModelConfig:
@@ -104,11 +105,12 @@ class DetectionGraph(nn.Module):
 
 def host_nms(candidates: tuple[torch.Tensor, ...], image_scales: torch.Tensor, config: ModelConfig,
              max_det: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The host half of the 'host' NMS mode: `postprocess.nms_detections` on the CPU, on the candidates
-    the graph selected on the device."""
+    """The host half of the 'host' NMS mode: NMS in numpy on the CPU (`nms_host`, the static loop's
+    results without its fixed work), on the candidates the graph selected, then `detect`'s rows."""
     scores, classes, boxes = (t.cpu() for t in candidates)
-    return postprocess.nms_detections(scores, classes, boxes, image_scales.cpu(), config.image_size,
-                                      config.nms.resolved(), max_det)
+    keep, kept_scores, num_valid = host_non_max_suppression(boxes.numpy(), scores.numpy(), config.nms, max_det)
+    return postprocess.kept_detections(classes, boxes, torch.from_numpy(keep), torch.from_numpy(kept_scores),
+                                       torch.from_numpy(num_valid), image_scales.cpu(), config.image_size)
 
 
 def build_network(spec: EngineSpec, config: ModelConfig) -> nn.Module:

@@ -36,6 +36,27 @@ def score_anchors(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.sigmoid(best_logit.float()), best_class
 
 
+def score_levels(cls_outputs: Sequence[torch.Tensor], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`score_anchors(flatten_levels(...)[0])` without flattening the class axis: each level's best class
+    is taken in the head's own NCHW layout ([B, A, C, h, w], the reduced axis outside the contiguous h*w),
+    and only the [B, A, h, w] result is put in anchor order. Moving all N*C logits first cost a CPU
+    runtime a transpose, a concatenation and a last-axis argmax over every logit."""
+    batch = cls_outputs[0].shape[0]
+    best_logits, best_classes = [], []
+    for level in cls_outputs:
+        height, width = level.shape[2:]
+        best, index = level.view(batch, -1, num_classes, height, width).max(dim=2)
+        best_logits.append(best.permute(0, 2, 3, 1).reshape(batch, -1))
+        best_classes.append(index.permute(0, 2, 3, 1).reshape(batch, -1))
+    return torch.sigmoid(torch.cat(best_logits, dim=1).float()), torch.cat(best_classes, dim=1)
+
+
+def flatten_codes(box_outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-level box outputs [B, A*4, h, w] -> codes [B, N, 4] in anchor order (as `flatten_levels`)."""
+    batch = box_outputs[0].shape[0]
+    return torch.cat([level.permute(0, 2, 3, 1).reshape(batch, -1, 4) for level in box_outputs], dim=1)
+
+
 def pre_nms(
     cls_outputs: Sequence[torch.Tensor],
     box_outputs: Sequence[torch.Tensor],
@@ -44,9 +65,8 @@ def pre_nms(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """AutoML's `pre_nms` over every anchor: (scores float32 [B, N], classes int64 [B, N] 0-based,
     boxes float32 [B, N, 4] [ymin, xmin, ymax, xmax] in network-input pixels)."""
-    logits, codes = flatten_levels(cls_outputs, box_outputs, num_classes)
-    scores, classes = score_anchors(logits)
-    return scores, classes, decode_boxes(codes.float(), anchors)
+    scores, classes = score_levels(cls_outputs, num_classes)
+    return scores, classes, decode_boxes(flatten_codes(box_outputs).float(), anchors)
 
 
 def _num_classes(cls_outputs: Sequence[torch.Tensor], num_anchors_total: int) -> int:
@@ -70,9 +90,8 @@ def select_candidates(
     """The NMS input: the `candidates` best-scoring anchors (all when candidates >= N), in anchor order so
     that NMS ties still go to the lower anchor index. Returns (scores float32 [B, K], classes int64 [B, K]
     0-based, boxes float32 [B, K, 4] yxyx network pixels). Only these K boxes are decoded."""
-    num_classes = _num_classes(cls_outputs, anchors.shape[0])
-    logits, codes = flatten_levels(cls_outputs, box_outputs, num_classes)
-    scores, classes = score_anchors(logits)
+    scores, classes = score_levels(cls_outputs, _num_classes(cls_outputs, anchors.shape[0]))
+    codes = flatten_codes(box_outputs)
     anchors = anchors.to(scores.device)
     if candidates < scores.shape[1]:
         chosen = scores.topk(candidates, dim=1, sorted=False).indices.sort(dim=1).values
@@ -96,6 +115,20 @@ def nms_detections(
     keep, kept_scores, num_valid = non_max_suppression(
         boxes, scores, nms, max_det, classes=classes if class_aware else None
     )
+    return kept_detections(classes, boxes, keep, kept_scores, num_valid, image_scales, image_size)
+
+
+def kept_detections(
+    classes: torch.Tensor,
+    boxes: torch.Tensor,
+    keep: torch.Tensor,
+    kept_scores: torch.Tensor,
+    num_valid: torch.Tensor,
+    image_scales: torch.Tensor,
+    image_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NMS's choice (`keep` [B, max_det] into the candidates, their scores, num_valid) -> `detect`'s output."""
+    max_det = keep.shape[1]
     kept_boxes = clip_boxes(_gather_rows(boxes, keep), image_size)
     kept_boxes = yxyx_to_xyxy(kept_boxes * image_scales.float().view(-1, 1, 1))
     kept_classes = (classes.gather(1, keep) + 1).float()
