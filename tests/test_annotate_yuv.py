@@ -13,10 +13,10 @@ import torch
 
 from effdet_video.ops.colour import ColourMatrix
 from effdet_video.ops.paint import Patch, paint, paint_group
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.annotate import PlaneGeometry, box_layouts, class_colour, draw_detections, paint_lists
 from effdet_video.stages.canvas import packed_planes
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
 
 BT601, BT709 = ColourMatrix(0.299, 0.114), ColourMatrix(0.2126, 0.0722)
 

@@ -28,8 +28,8 @@ MODEL = ["--model", "demo", "--device", "cpu", "--format", "jsonl", "--score-thr
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from effdet_video.training import synth_clip
-    from effdet_video.training.scene_kit import load_scene_kit
+    from effdet_video.demo import synth_clip
+    from effdet_video.demo.scene_kit import load_scene_kit
 
     root = tmp_path_factory.mktemp("clips")
     kit = load_scene_kit()

@@ -10,7 +10,7 @@ import pytest
 
 from damaged_media import make_noisy_mkv, overwrite, readable_frames, remux_to_mkv, truncate
 from effdet_video.ops.letterbox import letterbox_geometry
-from effdet_video.stages.source import VideoFileSource
+from effdet_video.sources.source import VideoFileSource
 from fakes import run_cli
 
 

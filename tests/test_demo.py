@@ -4,11 +4,11 @@ import json
 from click.testing import CliRunner
 
 from effdet_video.commands.demo import command as demo_command
-from effdet_video.engine.spec import EngineSpec
 from effdet_video.configs.labels import labels_for_weights
+from effdet_video.demo import clip_eval, synth_clip
+from effdet_video.demo.scene_kit import load_scene_kit
+from effdet_video.engine.spec import EngineSpec
 from effdet_video.models.checkpoints import DEMO_MODEL, demo_weights, resolve_weights
-from effdet_video.training import clip_eval, synth_clip
-from effdet_video.training.scene_kit import load_scene_kit
 
 HELD_OUT_CLIP_SEED = 11  # neither the training stills (seeds 1, 2) nor the demo clip (seed 7)
 

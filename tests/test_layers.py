@@ -20,9 +20,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / PACKAGE
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("commands",),
+    ("demo",),
     ("bench", "training"),
     ("pipeline",),
+    ("sinks",),
     ("stages",),
+    ("sources",),
     ("tracking",),
     ("engine",),
     ("models",),
@@ -93,11 +96,11 @@ def test_imports_point_down() -> None:
 
 
 def test_the_walk_sees_relative_and_nested_imports() -> None:
-    source = ("from . import infer\nfrom .base import FrameSink\nfrom ..core.frames import FrameRecord\n"
+    source = ("from . import infer\nfrom .canvas import GpuFrame\nfrom ..core.frames import FrameRecord\n"
               "import numpy\n\ndef later():\n    from effdet_video.pipeline import runner\n")
     found = sorted(imported_modules(source, f"{PACKAGE}.stages.track", is_package=False))
     assert found == [(f"{PACKAGE}.core.frames", 3), (f"{PACKAGE}.pipeline.runner", 7),
-                     (f"{PACKAGE}.stages.base", 2), (f"{PACKAGE}.stages.infer", 1)]
+                     (f"{PACKAGE}.stages.canvas", 2), (f"{PACKAGE}.stages.infer", 1)]
 
 
 def test_core_imports_without_torch() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
-from effdet_video.stages.live_source import LatestFrame, LiveLocation, LiveOptions, LiveSource, parse_location
+from effdet_video.sources.live_source import LatestFrame, LiveLocation, LiveOptions, LiveSource, parse_location
 from fakes import FakeEngine
 
 ENGINE_S = 0.1

@@ -1,4 +1,4 @@
-"""Decoder choice (--decoder auto|cpu|nvdec; stages/hw_decode.py, VideoFileSource): NVDEC through PyAV's
+"""Decoder choice (--decoder auto|cpu|nvdec; sources/hw_decode.py, VideoFileSource): NVDEC through PyAV's
 FFmpeg. On the CPU: the errors, the fallbacks and the once-per-process probe; on a GPU: NVDEC gives the
 frames, timestamps and (within conversion noise) the pixels of the CPU decoder."""
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from effdet_video.commands.common import single_video_opener, video_opener
 from effdet_video.errors import UserError
-from effdet_video.stages import hw_decode
+from effdet_video.sources import hw_decode
+from effdet_video.sources.source import VideoFileSource, VideoOpener
 from effdet_video.stages.prepare import prepare_frame
-from effdet_video.stages.source import VideoFileSource, VideoOpener
 from fakes import FakeEngine, run_cli
 from pipeline_clips import probe
 
@@ -109,7 +109,7 @@ def test_a_file_nvdec_cannot_open_falls_back_alone(media: Path, monkeypatch: pyt
     """The GPU passes the probe but the file's own hwaccel device cannot be made (here: a GPU that does not
     exist), as when the device fails only for this input: auto decodes it on the CPU, nvdec says why."""
     monkeypatch.setattr(hw_decode, "_problems", {0: None})
-    monkeypatch.setattr("effdet_video.stages.source.nvdec_hwaccel",
+    monkeypatch.setattr("effdet_video.sources.source.nvdec_hwaccel",
                         lambda gpu_id, frames_on_gpu=False: av.codec.hwaccel.HWAccel("cuda", device="999",
                                                                                      allow_software_fallback=False))
     source = VideoFileSource(media / CLIP, decoder="auto")
@@ -226,7 +226,7 @@ def test_boxes_drawn_on_gpu_frames_are_the_boxes_drawn_on_the_host(media: Path, 
     """The same detections on NVDEC's frames in GPU memory (drawn there, encoded as nv12) and on the CPU
     decoder's frames (drawn on the host, encoded as yuv420p): the same decoded video."""
     from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
-    from effdet_video.stages.video_sink import VideoFileSink
+    from effdet_video.sinks.video_sink import VideoFileSink
 
     outputs = {}
     for decoder in ("nvdec", "cpu"):

@@ -13,8 +13,8 @@ import torch
 from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_geometry
 from effdet_video.ops.nv12 import display_rgb, letterbox_rgb, nv12_to_rgb, to_uint8_hwc
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.prepare import prepare_frame
-from effdet_video.stages.source import VideoFileSource
 
 CLIP = "pan-720p30-h264-noaudio.mp4"
 

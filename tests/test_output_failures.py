@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from effdet_video.errors import UserError
-from effdet_video.stages import detection_sinks, output_file
-from effdet_video.stages.output_file import UnnamedFile
+from effdet_video.sinks import detection_sinks, output_file
+from effdet_video.sinks.output_file import UnnamedFile
 from pipeline_clips import make_clip
 from fakes import run_cli
 from pipeline_clips import encode_all

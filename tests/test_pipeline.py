@@ -14,12 +14,12 @@ import pytest
 from effdet_video.core.control import Interrupted, RunControl
 from effdet_video.core.frames import FrameRecord
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.detection_sinks import JsonLinesSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.prepare import picture_to_rgb, to_display_orientation
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
 from fakes import EngineFailure, FakeEngine, fake_detections
 from pipeline_clips import make_clip
 

@@ -20,9 +20,9 @@ import resource
 import sys
 from pathlib import Path
 from effdet_video.pipeline.runner import run_pipeline
-from effdet_video.stages.detection_sinks import JsonLinesSink
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
+from effdet_video.sinks.detection_sinks import JsonLinesSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from fakes import FakeEngine
 
 source_path, out = Path(sys.argv[1]), Path(sys.argv[2])

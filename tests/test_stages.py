@@ -12,12 +12,12 @@ from effdet_video.commands.common import model_labels, parse_classes
 from effdet_video.configs.labels import coco_labels
 from effdet_video.errors import UserError
 from effdet_video.pipeline.reorder import ReorderBuffer
+from effdet_video.sinks.encoding import default_codec, encoder_pixel_format, rgb_to_picture
+from effdet_video.sinks.output_file import PartialFile, check_output_path
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.annotate import class_colour, draw_detections
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.output_file import PartialFile, check_output_path
 from effdet_video.stages.prepare import to_coded_orientation, to_display_orientation
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.encoding import default_codec, encoder_pixel_format, rgb_to_picture
 from pipeline_clips import make_clip
 
 

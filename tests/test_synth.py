@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
+from effdet_video.demo import synth, synth_clip
+from effdet_video.demo.scene_kit import load_scene_kit
 from effdet_video.errors import UserError
-from effdet_video.training import data, synth, synth_clip
-from effdet_video.training.scene_kit import load_scene_kit
+from effdet_video.training import data
 
 
 @pytest.fixture(scope="module")

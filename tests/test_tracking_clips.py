@@ -7,15 +7,15 @@ import json
 import pytest
 
 from effdet_video.configs.labels import labels_for_weights
+from effdet_video.demo import clip_eval, synth_clip, track_eval
+from effdet_video.demo.scene_kit import load_scene_kit
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.models.checkpoints import DEMO_MODEL, demo_weights
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
+from effdet_video.sources.live_source import LiveOptions, parse_location
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.live_source import LiveOptions, parse_location
 from effdet_video.stages.track import tracking_options
-from effdet_video.training import clip_eval, synth_clip, track_eval
-from effdet_video.training.scene_kit import load_scene_kit
 
 pytest.importorskip("motmetrics")
 pytestmark = pytest.mark.slow

@@ -7,15 +7,15 @@ from click.testing import CliRunner
 
 from effdet_video.commands.train import command as train_command
 from effdet_video.configs import get_model_config
+from effdet_video.demo import synth
+from effdet_video.demo.scene_kit import load_scene_kit
 from effdet_video.engine.base import InferenceBatch
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.weights import load_automl_h5
-from effdet_video.training import synth
 from effdet_video.models.weights import checkpoint_num_classes
 from effdet_video.training.checkpoint import initial_model
-from effdet_video.training.scene_kit import load_scene_kit
 
 
 def test_fine_tune_automl_checkpoint_and_load_into_engine(automl_fixtures, tmp_path):

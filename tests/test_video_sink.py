@@ -1,4 +1,4 @@
-"""The video file writer's encoder process (stages/encode_process.py): what the user gets when it or its
+"""The video file writer's encoder process (sinks/encode_process.py): what the user gets when it or its
 parent dies mid-run - one line, and no file left behind."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from pipeline_clips import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +57,8 @@ def test_a_dead_encoder_is_one_user_error_and_no_file(tmp_path):
 DYING_PARENT = """
 import os, signal, sys
 from pathlib import Path
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from test_video_sink import _write
 sink = VideoFileSink(Path(sys.argv[2]), VideoFileSource(Path(sys.argv[1])).info, preset="ultrafast")
 _write(sink, 5)
@@ -86,8 +86,8 @@ LIGHT_PARENT = """
 import os, sys
 from pathlib import Path
 import torch
-from effdet_video.stages.source import VideoFileSource
-from effdet_video.stages.video_sink import VideoFileSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from test_video_sink import _write
 
 def shm():

@@ -32,14 +32,14 @@ from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+from effdet_video.sinks.detection_sinks import JsonLinesSink
+from effdet_video.sinks.encoding import use_all_cores
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.base import FrameSource
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.annotate import draw_detections
-from effdet_video.stages.base import FrameSource
-from effdet_video.stages.detection_sinks import JsonLinesSink
-from effdet_video.stages.encoding import use_all_cores
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.source import VideoFileSource
 from effdet_video.stages.track import TrackingOptions
-from effdet_video.stages.video_sink import VideoFileSink
 
 PRESET = "veryfast"
 RATE = Fraction(30)

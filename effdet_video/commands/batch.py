@@ -29,9 +29,9 @@ from effdet_video.pipeline.batch_processes import run_batch_processes
 from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, run_batch
 from effdet_video.pipeline.batch_unit import BatchUnit
 from effdet_video.pipeline.runner import PipelineOptions
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.output_file import make_output_folder
-from effdet_video.stages.source import VideoInfo
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.output_file import make_output_folder
+from effdet_video.sources.source import VideoInfo
 
 DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
 DEFAULT_STREAM_BATCH = 8

@@ -13,7 +13,7 @@ import torch
 
 from effdet_video.bench.stats import ratio
 from effdet_video.engine.spec import EngineSpec
-from effdet_video.stages.hw_decode import DECODERS
+from effdet_video.sources.hw_decode import DECODERS
 
 
 def _csv(value: str) -> list[str]:

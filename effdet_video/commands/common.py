@@ -15,9 +15,9 @@ from pathlib import Path
 from effdet_video.configs.labels import coco_labels, labels_for_weights
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
-from effdet_video.stages.hw_decode import DECODERS, nvdec_problem
+from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
+from effdet_video.sources.source import VideoOpener
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.source import VideoOpener
 from effdet_video.stages.track import TrackingOptions, tracking_options
 
 F = Callable[..., Any]

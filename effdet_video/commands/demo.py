@@ -29,12 +29,12 @@ DEMO_SCORE_THRESHOLD = 0.3
 @debug_option
 def command(output_dir: Path, device: str, frames: int, **_: object) -> None:
     """Make a clip with moving objects and detect them with the shipped demo model."""
+    from effdet_video.configs.labels import labels_for_weights
+    from effdet_video.demo import clip_eval, synth_clip
+    from effdet_video.demo.scene_kit import load_scene_kit
     from effdet_video.engine.factory import resolve_device
     from effdet_video.engine.spec import EngineSpec
-    from effdet_video.configs.labels import labels_for_weights
     from effdet_video.models.checkpoints import DEMO_MODEL, demo_weights
-    from effdet_video.training import clip_eval, synth_clip
-    from effdet_video.training.scene_kit import load_scene_kit
 
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from effdet_video.commands.common import (debug_option, detection_filter, detect
                                           engine_spec, model_labels, track_options, tracking)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
-from effdet_video.stages.live_source import LiveOptions, parse_location
+from effdet_video.sources.live_source import LiveOptions, parse_location
 
 
 def parse_image_size(text: str | None) -> tuple[int, int] | None:

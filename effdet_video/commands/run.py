@@ -14,13 +14,13 @@ from effdet_video.core.control import RunControl, stop_on_signals
 from effdet_video.errors import UserError
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.stages.audio_fit import check_audio_fits
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import CocoResultsSink, JsonLinesSink, TracksJsonSink
-from effdet_video.stages.image_sink import ImageFileSink, check_image_output
-from effdet_video.stages.output_file import check_free_space, check_output_path
-from effdet_video.stages.source import VideoFileSource, VideoInfo
-from effdet_video.stages.video_sink import VideoFileSink
+from effdet_video.sinks.audio_fit import check_audio_fits
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.detection_sinks import CocoResultsSink, JsonLinesSink, TracksJsonSink
+from effdet_video.sinks.image_sink import ImageFileSink, check_image_output
+from effdet_video.sinks.output_file import check_free_space, check_output_path
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource, VideoInfo
 
 
 def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path]:

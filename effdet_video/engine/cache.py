@@ -1,10 +1,10 @@
 """How the CUDA engine's graph is obtained, and the on-disk engine cache that makes a second start fast.
 
   inductor: (the default on CUDA) the *network* compiled ahead of time by Inductor (element-wise ops
-            fused into the convolutions' epilogues: about 1.8x the throughput of eager). The first start
-            for an (architecture, image size, batch, precision, GPU, torch) compiles it, about a minute,
+            fused into the convolutions' epilogues: well above eager's throughput). The first start
+            for an (architecture, image size, batch, precision, GPU, torch) compiles it, which is slow,
             and saves it in $EFFDET_VIDEO_HOME/engines; every later start loads it (compiled.py).
-            Loading imports torch's compiler stack, 3-4 s, so a quick-start engine (small batches: `run`,
+            Loading imports torch's compiler stack, seconds, so a quick-start engine (small batches: `run`,
             `live`) starts on the eager graph and changes to the compiled one once a background thread
             has loaded it (engine/cuda.py).
   eager:    no compilation: starts in seconds on a machine that never compiled; the fallback when
@@ -43,7 +43,7 @@ def use_kernel_caches() -> None:
     """Point Inductor's own kernel, FX-graph and AOTAutograd caches (loading an artifact unpacks it there)
     and Triton's cache of compiled kernels (ours: NMS, depthwise) into the engine cache, unless the user
     chose them. One Triton directory for every start: Inductor would otherwise pick one of its own while
-    it runs, and a start without it would compile our kernels again (2.4 s of gcc and ptxas, measured)."""
+    it runs, and a start without it would compile our kernels again (seconds of gcc and ptxas)."""
     for variable, name in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
         if not os.environ.get(variable):
             path = cache_root() / name

@@ -23,7 +23,7 @@ def installed(modules: tuple[str, ...]) -> bool:
 class OnnxRuntimeSession:
     """ONNX Runtime's CPU execution provider, all graph optimisations, `threads` intra-op threads that
     sleep rather than spin between runs: beside the pipeline's decode and encode threads, spinning workers
-    took the cores from them (the demo's pipeline on 2 shared cores: 7.2 s without spinning, 16-18 s with)."""
+    took the cores from them and made the demo's pipeline on shared cores more than twice as slow."""
 
     runtime = "onnxruntime"
 

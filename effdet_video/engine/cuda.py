@@ -7,8 +7,8 @@ network is cached starts on the eager graph, so the first detections come second
 imports torch's compiler stack). A background thread loads the compiled network, captures it and swaps
 it in between two batches, but only once the GPU bounds the run (SATURATED_RUN submissions in a row
 waited for it) or a benchmark asks (settle): the load's seconds of Python hold the GIL that the decode
-and encode threads need, and slowed decode-bound runs by 25-70% while the compiled graph could gain
-them nothing (2026-12-02, scripts/perf-notes.md)."""
+and encode threads need, and slowed decode-bound runs while the compiled graph could gain them nothing
+(docs/performance.md has the figures)."""
 from __future__ import annotations
 
 import os

@@ -18,7 +18,7 @@ from ..errors import UserError
 CHECKPOINT_BASE_URL = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientdet/coco2"
 HOME_ENV = "EFFDET_VIDEO_HOME"
 DEFAULT_HOME = "~/.cache/effdet-video"
-# Trained here on synthetic scenes (effdet_video/training/demo_model.py) and shipped inside the package.
+# Trained here on synthetic scenes (effdet_video/demo/demo_model.py) and shipped inside the package.
 DEMO_MODEL = "efficientdet-demo"
 _DOWNLOAD_TIMEOUT_S = 60
 _CHUNK_BYTES = 1 << 20

@@ -1,7 +1,7 @@
 """TF-'same' depthwise convolution as one torch op, `effdet_video::depthwise_conv2d`.
 
-On CUDA, for channels-last inputs, it runs the Triton kernel of depthwise_triton.py (a start measured in
-milliseconds instead of seconds of cuDNN first calls); elsewhere it is F.conv2d. Being a registered op
+On CUDA, for channels-last inputs, it runs the Triton kernel of depthwise_triton.py (it starts at once,
+where cuDNN's first calls cost seconds); elsewhere it is F.conv2d. Being a registered op
 (with a fake implementation for shapes), it is traced as one node by make_fx, compiled by Inductor as a
 call to it, and captured in CUDA graphs like any kernel.
 """
@@ -54,7 +54,7 @@ def _depthwise_conv2d_shape(x: torch.Tensor, weight: torch.Tensor, stride: int) 
 
 
 # Registered through torch.library.Library, not the @custom_op decorator: calling a @custom_op op imports
-# torch._dynamo and ~900 modules with it, 2 s of an eager engine's start (cProfile on the device).
+# torch._dynamo and hundreds of modules with it, seconds of an eager engine's start (docs/performance.md).
 _LIBRARY = torch.library.Library("effdet_video", "DEF")
 _LIBRARY.define("depthwise_conv2d(Tensor x, Tensor weight, int stride) -> Tensor")
 _LIBRARY.impl("depthwise_conv2d", _depthwise_conv2d, "CompositeExplicitAutograd")
@@ -72,11 +72,9 @@ def uses_kernel(x: torch.Tensor) -> bool:
 def prefers_quick_start(x: torch.Tensor) -> bool:
     """Whether a layer should avoid cuDNN for `x`: CUDA channels-last batches of at most QUICK_START_BATCH.
 
-    cuDNN is faster in steady state (D0's depthwise convs at batch 64 on an H200: 5.3 ms a batch against
-    6.9 ms with the Triton kernel; engine throughput 3581 img/s with cuDNN against 3182 with the kernel),
-    but its first call of each shape costs every start seconds. Small batches serve `run` (8) and `live`
-    (1), where the start is what a user waits for and the engine outruns video I/O either way (b1 latency
-    1.86 ms); `batch` (64) and larger engines keep cuDNN's speed, as cudnn.benchmark is chosen by batch
-    size too (engine/cuda.py).
+    cuDNN is faster in steady state (docs/performance.md has the figures), but its first call of each
+    shape costs every start seconds. Small batches serve `run` (8) and `live` (1), where the start is
+    what a user waits for and the engine outruns video I/O either way; `batch` (64) and larger engines
+    keep cuDNN's speed, as cudnn.benchmark is chosen by batch size too (engine/cuda.py).
     Inference only (grad mode off): the op has no backward, and training keeps cuDNN at any batch."""
     return uses_kernel(x) and x.shape[0] <= QUICK_START_BATCH and not torch.is_grad_enabled()

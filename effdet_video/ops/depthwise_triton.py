@@ -1,8 +1,8 @@
 """Depthwise convolution of channels-last tensors as one Triton kernel (the CUDA path of ops/depthwise.py).
 
 Why hand-written: cuDNN computes these well, but the first call of each depthwise shape in a process
-costs it 140-280 ms (measured on an H200, cuDNN 9, fp16 channels-last: 17 shapes in D0, 3.1-4.7 s of
-every start), while its 50 pointwise shapes cost 0.4-0.7 s together. ATen's own depthwise kernel starts
+costs it a large part of a second, and D0 has 17 such shapes: seconds of every start, far more than its
+pointwise shapes cost together (docs/performance.md has the figures). ATen's own depthwise kernel starts
 at once but only takes NCHW, so each call would copy its input and output between layouts. This kernel
 reads channels-last directly, pads TF-'same' by masking (no padded copy), accumulates in float32, and,
 once Triton has cached its few compiled variants (kernel size, stride), starts in milliseconds. It is
@@ -14,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-# One config for all of D0's shapes: the fastest overall of 14 (blocks of 32-128 channels x 16-64 pixels,
-# 4 or 8 warps) in scripts/probe_dw.py on an H200.
+# One config for all of D0's shapes: the fastest overall of those benchmarks/probe_dw.py tries (blocks of
+# 32-128 channels x 16-64 pixels, 4 or 8 warps).
 BLOCK_CHANNELS, BLOCK_PIXELS, WARPS = 32, 64, 4
 
 
@@ -51,7 +51,7 @@ def depthwise_conv2d_nhwc(x: torch.Tensor, weight: torch.Tensor, stride: int, pa
                           out_height: int, out_width: int, block_c: int = BLOCK_CHANNELS,
                           block_p: int = BLOCK_PIXELS, num_warps: int = WARPS) -> torch.Tensor:
     """x [N, C, H, W] channels-last (stride 1 along C), weight [C, 1, KH, KW] -> [N, C, OH, OW] channels-last.
-    The block sizes are arguments for scripts/probe_dw.py, which chose the defaults."""
+    The block sizes are arguments for benchmarks/probe_dw.py, which chose the defaults."""
     batch, channels, height, width = x.shape
     out = torch.empty((batch, channels, out_height, out_width), dtype=x.dtype, device=x.device,
                       memory_format=torch.channels_last)

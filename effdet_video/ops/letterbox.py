@@ -7,8 +7,8 @@ bottom/right), in two flavours:
   uint8 frame with OpenCV (several times faster, and 4x less data to move to the device); the engine
   normalises on the device and zeroes the padding, which is exactly AutoML's padding in normalised space.
   The difference to `preprocess_exact` over the valid region comes from the uint8 rounding and OpenCV's
-  fixed-point weights: measured on the AutoML fixture frames, max 0.0126 and mean 0.0039 in normalised
-  units (about 0.7 and 0.23 grey levels); tests/test_ops_automl.py bounds it (max < 0.02, mean < 0.006).
+  fixed-point weights, under a grey level; tests/test_ops_automl.py bounds it (max < 0.02, mean < 0.006 in
+  normalised units; docs/performance.md has the measured values).
   Outside the valid region both are exactly 0.
 """
 from __future__ import annotations

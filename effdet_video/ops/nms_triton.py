@@ -1,7 +1,8 @@
 """The device NMS as one Triton kernel: the same algorithm and float32 arithmetic as `nms.non_max_suppression`.
 
 Why hand-written: the torch formulation costs ~10 small kernels per selected box, so max_det = 100
-selections are ~1000 launches, ~5 ms of a CUDA graph even at batch 1, more than the network itself.
+selections are about a thousand launches, more time in a CUDA graph than the network itself even at
+batch 1 (docs/performance.md has the figure).
 No library has a static-shape, graph-capturable (soft-)NMS. Here one program per image holds its
 candidates' working scores in registers and runs all `max_det` selections in a single launch.
 

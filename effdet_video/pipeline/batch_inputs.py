@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from effdet_video.errors import UserError
-from effdet_video.stages.encoding import DEFAULT_CODECS
-from effdet_video.stages.image_sink import IMAGE_EXTENSIONS
+from effdet_video.sinks.encoding import DEFAULT_CODECS
+from effdet_video.sinks.image_sink import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".flv",
                     ".wmv", ".mpg", ".mpeg", ".3gp")

@@ -24,8 +24,9 @@ from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, fingerprint, options_hash
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.stages.base import FrameSink, FrameSource
-from effdet_video.stages.source import VideoFileSource, VideoInfo
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sources.base import FrameSource
+from effdet_video.sources.source import VideoFileSource, VideoInfo
 
 
 # The source must have `info: VideoInfo`, and may have `decoder_used`, like VideoFileSource.

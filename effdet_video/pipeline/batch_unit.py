@@ -16,7 +16,7 @@ from effdet_video.engine.base import Engine
 from effdet_video.engine.shared import SharedEngine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.pipeline.batch_runner import BatchOptions, EngineProvider, SinkOpener, SourceOpener
-from effdet_video.stages.source import VideoOpener
+from effdet_video.sources.source import VideoOpener
 
 
 def build_engines(spec: EngineSpec, devices: Sequence[str]) -> list[Engine]:

@@ -2,7 +2,7 @@
 
 The pipeline runs at its lowest-latency settings: one prepare and one annotate worker, each engine batch
 collected as soon as it is submitted, and at most `LiveOptions.depth` frames inside at once (the source
-hands out the newest frame when a credit comes back, see stages/live_source.py).
+hands out the newest frame when a credit comes back, see sources/live_source.py).
 
 How a live run ends: the source ends or is lost (outputs finished normally), --duration elapses (the
 same), or a signal (Ctrl-C, SIGTERM): the pipeline stops at once, frames in flight are abandoned and the
@@ -24,16 +24,16 @@ from effdet_video.core.control import Interrupted, RunControl
 from effdet_video.core.latency import LatencyRecorder
 from effdet_video.engine.base import Engine, InferenceBatch
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import JsonLinesSink, TracksJsonSink
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.detection_sinks import JsonLinesSink, TracksJsonSink
+from effdet_video.sinks.live_sinks import KeepOnAbort, LatencySink, StdoutJsonLinesSink, StreamOutputSink
+from effdet_video.sinks.output_file import check_output_path
+from effdet_video.sinks.preview import PreviewServer, PreviewSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.live_source import LiveLocation, LiveOptions, LiveSource
+from effdet_video.sources.source import VideoInfo
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.live_sinks import KeepOnAbort, LatencySink, StdoutJsonLinesSink, StreamOutputSink
-from effdet_video.stages.live_source import LiveLocation, LiveOptions, LiveSource
-from effdet_video.stages.output_file import check_output_path
-from effdet_video.stages.preview import PreviewServer, PreviewSink
-from effdet_video.stages.source import VideoInfo
 from effdet_video.stages.track import TrackingOptions
-from effdet_video.stages.video_sink import VideoFileSink
 
 STOP_TIMEOUT_S = 0.3  # after a signal, how long to wait for a stage busy in the engine before leaving it
 

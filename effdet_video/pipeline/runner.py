@@ -25,8 +25,9 @@ from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.base import Engine
 from effdet_video.pipeline.reorder import ReorderBuffer
 from effdet_video.pipeline.stats import RunStats
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sources.base import FrameSource
 from effdet_video.stages.annotate import draw_detections
-from effdet_video.stages.base import FrameSink, FrameSource
 from effdet_video.stages.infer import DetectionFilter, EngineBatcher
 from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames
 from effdet_video.stages.track import FrameTracker, TrackingOptions, tracking_filter

@@ -3,7 +3,7 @@ a PyAV frame on the host, or NVDEC's nv12 in GPU memory (`GpuFrame`, a prepare g
 together so that each frame is one contiguous run of bytes: one copy to the host per frame).
 
 Frames travel to the encoder packed: luma rows, then chroma (interleaved for nv12, Cb then Cr for the
-planar layouts), as stages/encoding.py's transfer layouts say.
+planar layouts), in one of the transfer layouts below (`SUBSAMPLING`).
 """
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ import av
 import numpy as np
 
 from effdet_video.ops.paint import chroma_view
-from effdet_video.stages.encoding import chroma_size
 
 if TYPE_CHECKING:
     import torch
+
+# The layouts frames travel in to the encoder (each frame luma then chroma, rows packed) and their
+# chroma subsampling (rows, columns).
+SUBSAMPLING = {"yuv420p": (2, 2), "nv12": (2, 2), "yuv444p": (1, 1)}
+
+
+def chroma_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
+    """(rows, columns) of one chroma plane."""
+    sy, sx = SUBSAMPLING[pix_fmt]
+    return -(-height // sy), -(-width // sx)
+
 
 # Layouts that are another one's bytes with other colour tags.
 _SAME_BYTES = {"yuvj420p": "yuv420p", "yuvj444p": "yuv444p"}

@@ -12,8 +12,8 @@ import numpy as np
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_uint8
+from effdet_video.sources.hw_decode import gpu_planes, on_gpu
 from effdet_video.stages.canvas import GpuFrame, GpuFrames
-from effdet_video.stages.hw_decode import gpu_planes, on_gpu
 
 
 def to_display_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -27,9 +27,10 @@ def to_coded_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.rot90(image, k=-(rotation // 90)) if rotation else image
 
 
-# 4:2:0 layouts OpenCV converts (BT.601 limited range, swscale's default matrix) in about half swscale's
-# time at 1080p: it upsamples chroma by repetition, within about 1 grey level of swscale on average, which
-# the 2x2 averaging of the encoder's conversion back (stages/video_sink.py) undoes up to RGB rounding.
+# 4:2:0 layouts OpenCV converts (BT.601 limited range, swscale's default matrix) faster than swscale
+# (docs/performance.md): it upsamples chroma by repetition, within about 1 grey level of swscale on
+# average, which the 2x2 averaging of the encoder's conversion back (sinks/video_sink.py) undoes up to
+# RGB rounding.
 _OPENCV_TO_RGB = {"yuv420p": cv2.COLOR_YUV2RGB_I420, "nv12": cv2.COLOR_YUV2RGB_NV12}
 
 

@@ -20,7 +20,7 @@ import cv2
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.stages.base import FrameSink
+from effdet_video.sinks.base import FrameSink
 
 JPEG_QUALITY = 80
 SNAPSHOT_INTEREST_S = 5.0  # after a /frame.jpg request, keep encoding this long

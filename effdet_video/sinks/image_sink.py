@@ -8,19 +8,10 @@ import cv2
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.output_file import UnnamedFile
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.output_file import UnnamedFile
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-# FFmpeg's demuxers of single images (the image2 family: png_pipe, jpeg_pipe, ...).
-_IMAGE_DEMUXERS = ("image2",)
-
-
-def is_still_image(demuxer: str) -> bool:
-    """Whether a container that FFmpeg opened with `demuxer` is a single image."""
-    return demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe")
-
-
 def check_image_output(output: Path) -> None:
     if output.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UserError(f"{output}: the input is a still image, so the annotated copy is an image too: "

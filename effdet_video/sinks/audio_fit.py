@@ -12,7 +12,7 @@ import av
 
 from effdet_video.errors import UserError
 
-# The muxer of each output extension (stages/encoding.py's DEFAULT_CODECS lists the same extensions).
+# The muxer of each output extension (sinks/encoding.py's DEFAULT_CODECS lists the same extensions).
 MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 DRY_RUN_PACKETS = 8  # per audio stream
 

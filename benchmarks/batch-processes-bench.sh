@@ -2,12 +2,12 @@
 # Issue 17 on the lent GPU machine: 32 copies of the 1080p clip, detections only, one process against
 # worker processes (--processes-per-gpu K), in one call; prints each run's aggregate fps and the ratio of
 # the best K to the best single-process run (the goal: >= 1.8; beyond it, 64 x 1080p30 = 1920 fps).
-#   bash scripts/batch-processes-bench.sh [K...]        (default K: 2 4 8)
-# Carry as for scripts/device-bench.sh: .whl/ (av, ... wheels for Python 3.12) and .devdata/media/ with
+#   bash benchmarks/batch-processes-bench.sh [K...]        (default K: 2 4 8)
+# Carry as for benchmarks/device-bench.sh: .whl/ (av, ... wheels for Python 3.12) and .devdata/media/ with
 # bench-1080p30-h264-aac.mp4. Summaries land in $OUT (one JSON per run), logs in /tmp/devlogs.
 # Env: COPIES (32), SINGLE_JOBS ("16 32": the single-process -j values), DECODER (auto), RUN_S (240 per run),
 # EXTRA (more batch options). A dry run on a CPU machine, from a venv with the package:
-#   COPIES=4 SINGLE_JOBS=2 EXTRA="--device cpu --model demo" OUT=/tmp/o bash scripts/batch-processes-bench.sh 2
+#   COPIES=4 SINGLE_JOBS=2 EXTRA="--device cpu --model demo" OUT=/tmp/o bash benchmarks/batch-processes-bench.sh 2
 set -u
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

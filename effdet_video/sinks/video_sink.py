@@ -32,15 +32,15 @@ from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
 from effdet_video.ops.colour import ColourMatrix
 from effdet_video.ops.paint import PaintList, paint, paint_group
-from effdet_video.stages import encode_process
+from effdet_video.sinks import encode_process
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.encoder_slots import SlotPool, SlotsClosed
+from effdet_video.sinks.encoding import default_codec, encoder_options, encoder_pixel_format, frame_bytes
+from effdet_video.sinks.output_file import PartialFile
+from effdet_video.sources.source import VideoInfo
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.canvas import GpuFrame, byte_layout, pack_picture, packed_planes
-from effdet_video.stages.encoder_slots import SlotPool, SlotsClosed
-from effdet_video.stages.encoding import (SUBSAMPLING, chroma_size, default_codec, encoder_options,
-                                          encoder_pixel_format, frame_bytes)
-from effdet_video.stages.output_file import PartialFile
-from effdet_video.stages.source import VideoInfo
+from effdet_video.stages.canvas import (SUBSAMPLING, GpuFrame, byte_layout, chroma_size, pack_picture,
+                                        packed_planes)
 
 if TYPE_CHECKING:
     import torch

@@ -1,7 +1,7 @@
 """How the shipped demo model (assets/efficientdet-demo.h5) is made: synthetic scene-kit data, training from
 scratch for a wall-time budget, evaluation on held-out synthetic stills. Run on a GPU machine:
 
-    python -m effdet_video.training.demo_model --out OUT --seconds 300
+    python -m effdet_video.demo.demo_model --out OUT --seconds 300
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from effdet_video.configs import get_model_config
+from effdet_video.demo import synth
+from effdet_video.demo.scene_kit import load_scene_kit
 from effdet_video.models.checkpoints import DEMO_MODEL
-from effdet_video.training import checkpoint, data, evaluate, synth, trainer
-from effdet_video.training.scene_kit import load_scene_kit
+from effdet_video.training import checkpoint, data, evaluate, trainer
 
 TRAIN_SEED, VALIDATION_SEED = 1, 2
 DEMO_SETTINGS = dict(batch_size=32, optimizer="adamw", learning_rate=1.5e-3, weight_decay=1e-4,

@@ -1,4 +1,4 @@
-"""Decoding a video file with PyAV, on the CPU (threaded decoder) or on NVDEC (stages/hw_decode.py); corrupt
+"""Decoding a video file with PyAV, on the CPU (threaded decoder) or on NVDEC (sources/hw_decode.py); corrupt
 packets counted and skipped."""
 from __future__ import annotations
 
@@ -14,11 +14,19 @@ import av
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.stages.image_sink import is_still_image
-from effdet_video.stages.input_damage import DamageLog
-from effdet_video.stages.base import FrameSource
-from effdet_video.stages.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
-                                           single_threaded)
+from effdet_video.sources.base import FrameSource
+from effdet_video.sources.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
+                                            single_threaded)
+from effdet_video.sources.input_damage import DamageLog
+
+
+# FFmpeg's demuxers of single images (the image2 family: png_pipe, jpeg_pipe, ...).
+_IMAGE_DEMUXERS = ("image2",)
+
+
+def is_still_image(demuxer: str) -> bool:
+    """Whether a container that FFmpeg opened with `demuxer` is a single image."""
+    return demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe")
 
 
 @dataclasses.dataclass(frozen=True)

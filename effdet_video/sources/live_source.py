@@ -25,8 +25,8 @@ import av
 from effdet_video.core.control import POLL_S
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
-from effdet_video.stages.base import FrameSource
-from effdet_video.stages.source import VideoInfo, display_rotation, frame_colour
+from effdet_video.sources.base import FrameSource
+from effdet_video.sources.source import VideoInfo, display_rotation, frame_colour
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 LIVE_TIME_BASE = Fraction(1, 1000)

@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 import av
 import numpy as np
 
-from effdet_video.training.scene_kit import SceneKit
-from effdet_video.training.synth import Scene, background, coco_annotations, coco_categories, paste, resized_sprite
+from effdet_video.demo.scene_kit import SceneKit
+from effdet_video.demo.synth import Scene, background, coco_annotations, coco_categories, paste, resized_sprite
 
 MIN_OBJECT_FRACTION = 0.2
 MAX_OBJECT_FRACTION = 0.4

@@ -9,8 +9,8 @@ from typing import Any
 
 from effdet_video.configs.labels import label_name
 from effdet_video.core.frames import FrameRecord
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.output_file import UnnamedFile
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.output_file import UnnamedFile
 
 
 def frame_object(record: FrameRecord, labels: dict[int, str] | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """One-off device measurement: where the first forward's seconds go, per convolution backend.
 
-python3 scripts/probe_start.py MODE BATCH  ->  one JSON line. MODE:
+python3 benchmarks/probe_start.py MODE BATCH  ->  one JSON line. MODE:
   heur      cuDNN, heuristic algorithm choice (cudnn.benchmark off)
   autotune  cuDNN with cudnn.benchmark on (what batch >= 8 engines do now)
   nocudnn   cuDNN disabled: ATen's own CUDA convolutions

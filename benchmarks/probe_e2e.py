@@ -1,10 +1,10 @@
 """One-off device measurement: where the CPU goes in an end-to-end run that writes video.
 
-python3 scripts/probe_e2e.py CLIP DECODER PRESET[,PRESET...] [BATCH]  ->  a JSON line a run (all in one
+python3 benchmarks/probe_e2e.py CLIP DECODER PRESET[,PRESET...] [BATCH]  ->  a JSON line a run (all in one
 process): fps, cores used, CPU seconds per frame by thread (Python threads by name; every native thread -
 FFmpeg, x264, OpenCV, CUDA - as 'native'; child processes, such as the encoder, only in the cores used),
 and the stage utilisations; preset none writes detections only.
-python3 scripts/probe_e2e.py gil CLIP BURNERS  ->  libx264 veryfast encode-only fps while BURNERS Python
+python3 benchmarks/probe_e2e.py gil CLIP BURNERS  ->  libx264 veryfast encode-only fps while BURNERS Python
 threads keep the GIL busy (is the encoder's feeding thread slowed by GIL hand-offs?).
 """
 import itertools

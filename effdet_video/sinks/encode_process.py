@@ -3,8 +3,8 @@ see video_sink.py), fed with frames through shared memory.
 
 Why a process: libx264 is fed by a Python thread that must take the GIL back after every FFmpeg call
 (send a frame, take each packet, mux it). With the pipeline's other threads running bytecode, each of
-those hand-overs waits up to the switch interval: x264 veryfast at 1080p encoded 185 fps alone and
-38 fps beside one busy thread (2026-12-01, scripts/perf-notes.md). Here its thread is alone with its GIL.
+those hand-overs waits up to the switch interval, and one busy thread beside it cut x264's rate to a
+fraction (docs/performance.md has the figures). Here its thread is alone with its GIL.
 
 Messages, over two one-way pipes:
     parent -> child (frames):  the EncodeJob, then (slot, pts, time_base, duration) per frame in order,
@@ -16,7 +16,7 @@ Messages, over two one-way pipes:
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
 (EOF) and the child removes the unfinished file itself.
 
-The child is started as this module (`python -m effdet_video.stages.encode_process FRAMES EVENTS SLOTS`,
+The child is started as this module (`python -m effdet_video.sinks.encode_process FRAMES EVENTS SLOTS`,
 three inherited descriptors), not through multiprocessing's spawn, which runs the parent's main module
 again in the child: under the command line that imported torch and the whole package (seconds, and
 half a gigabyte per encoder). This module imports no torch and no OpenCV; the job is the first message.
@@ -35,8 +35,8 @@ from typing import Iterator
 import av
 import numpy as np
 
-from effdet_video.stages.encoder_slots import map_slots
-from effdet_video.stages.encoding import packet_seconds, transfer_to_picture, use_all_cores
+from effdet_video.sinks.encoder_slots import map_slots
+from effdet_video.sinks.encoding import packet_seconds, transfer_to_picture, use_all_cores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class EncodeJob:
     temporary: str          # the file written; the parent renames it when done
     codec: str
     options: dict[str, str]
-    pix_fmt: str            # the slots' layout too (stages/encoding.py's transfer layouts)
+    pix_fmt: str            # the slots' layout too (stages/canvas.py's transfer layouts)
     width: int
     height: int
     rate: Fraction
@@ -161,7 +161,7 @@ def _say(events: Connection, *message: object) -> None:
 def serve(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connection) -> None:
     """The child's whole life: open the output, encode every frame sent, finish, say how it went."""
     _encode_all(job, slots, frames, events)
-    # Everything is closed and reported: skip the interpreter's own teardown, which spent 1-2 s in the
+    # Everything is closed and reported: skip the interpreter's own teardown, which spent seconds in the
     # encoding libraries' finalisation while the parent waited to publish the file.
     sys.stderr.flush()
     os._exit(0)

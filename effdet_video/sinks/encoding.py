@@ -1,6 +1,7 @@
 """Choices about the encoded video shared by every writer of it (the file writer's encoder process, the
-live stream output, the benchmark's peers): codec per extension, pixel format, options, threads, the
-layouts frames travel in to the encoder, and the conversion of annotated RGB frames (live streams)."""
+live stream output, the benchmark's peers): codec per extension, pixel format, options, threads, a
+frame's size in its transfer layout (stages/canvas.py names the layouts), and the conversion of
+annotated RGB frames (live streams)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ import av
 import numpy as np
 
 from effdet_video.errors import UserError
+from effdet_video.stages.canvas import chroma_size
 
 DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
                   ".webm": "libvpx-vp9"}
@@ -52,7 +54,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
 
 def use_all_cores(stream: av.video.stream.VideoStream) -> None:
     """Let the encoder use every core, as the ffmpeg command does ("threads auto"): FFmpeg's own default
-    for a codec context, which PyAV keeps, is one thread (libx264 at 1080p then encodes ~50 fps)."""
+    for a codec context, which PyAV keeps, is one thread, far too slow for 1080p video."""
     stream.codec_context.thread_count = 0
     stream.codec_context.thread_type = "FRAME"
 
@@ -60,17 +62,6 @@ def use_all_cores(stream: av.video.stream.VideoStream) -> None:
 def packet_seconds(packet: av.Packet) -> float:
     stamp = packet.dts if packet.dts is not None else packet.pts
     return float(stamp * packet.time_base) if stamp is not None else 0.0
-
-
-# The layouts frames travel in to the encoder (each frame luma then chroma, rows packed) and their
-# chroma subsampling (rows, columns).
-SUBSAMPLING = {"yuv420p": (2, 2), "nv12": (2, 2), "yuv444p": (1, 1)}
-
-
-def chroma_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
-    """(rows, columns) of one chroma plane."""
-    sy, sx = SUBSAMPLING[pix_fmt]
-    return -(-height // sy), -(-width // sx)
 
 
 def frame_bytes(pix_fmt: str, width: int, height: int) -> int:
@@ -89,8 +80,8 @@ def transfer_to_picture(array: np.ndarray, pix_fmt: str, width: int, height: int
 
 def rgb_to_picture(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     """An RGB uint8 [H, W, 3] frame for an encoder taking `pix_fmt` (yuv420p or yuv444p). For yuv420p
-    OpenCV converts (BT.601 limited range, like swscale's default) about 8x faster than PyAV's rgb24
-    import plus swscale at 1080p. (Imported here: the encoder process, which imports this module, has no
+    OpenCV converts (BT.601 limited range, like swscale's default) several times faster than PyAV's
+    rgb24 import plus swscale. (Imported here: the encoder process, which imports this module, has no
     use for OpenCV.)"""
     import cv2
 

@@ -1,6 +1,6 @@
 """One-off device measurement: how fast can libx264 veryfast write the 1080p clip on this machine?
 
-python3 scripts/probe_enc.py CLIP [FRAMES]  ->  one JSON line per configuration: encode-only fps (I420
+python3 benchmarks/probe_enc.py CLIP [FRAMES]  ->  one JSON line per configuration: encode-only fps (I420
 frames already in memory, as the pipeline hands them over) and the cores the encoders kept busy.
 Configurations: one encoder with x264's own thread count and others; N encoders in N processes, each
 writing every N-th chunk of CHUNK frames (chunked encoding: closed GOPs let the chunks be muxed as one

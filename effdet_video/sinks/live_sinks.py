@@ -14,12 +14,12 @@ import numpy as np
 from effdet_video.core.frames import FrameRecord
 from effdet_video.core.latency import LatencyRecorder
 from effdet_video.errors import UserError
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import frame_object
-from effdet_video.stages.encoding import encoder_pixel_format, rgb_to_picture
-from effdet_video.stages.live_source import LIVE_TIME_BASE, LiveSource
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.detection_sinks import frame_object
+from effdet_video.sinks.encoding import encoder_pixel_format, rgb_to_picture
+from effdet_video.sources.live_source import LIVE_TIME_BASE, LiveSource
+from effdet_video.sources.source import VideoInfo
 from effdet_video.stages.prepare import to_coded_orientation
-from effdet_video.stages.source import VideoInfo
 
 STREAM_FORMATS = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp", "rtsps": "rtsp", "udp": "mpegts",
                   "tcp": "mpegts", "srt": "mpegts", "http": "mpegts", "https": "mpegts", "rtp": "rtp_mpegts"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from effdet_video.training.scene_kit import SceneKit, Sprite
+from effdet_video.demo.scene_kit import SceneKit, Sprite
 
 MIN_OBJECT_FRACTION = 0.18  # object's long side, as a fraction of the frame's short side
 MAX_OBJECT_FRACTION = 0.45

@@ -10,12 +10,12 @@ from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.stages.base import FrameSink
-from effdet_video.stages.detection_sinks import JsonLinesSink
+from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.detection_sinks import JsonLinesSink
+from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.infer import DetectionFilter
-from effdet_video.stages.source import VideoFileSource
 from effdet_video.stages.track import TrackingOptions
-from effdet_video.stages.video_sink import VideoFileSink
 from effdet_video.training.evaluate import mean_average_precision
 
 EVAL_SCORE_THRESHOLD = 0.05  # low, as COCO evaluation wants the whole precision/recall curve

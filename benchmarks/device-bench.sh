@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The figures of the closing notes, on the lent GPU machine: bash scripts/device-bench.sh STEP...
+# The figures of docs/perf-notes.md, on the lent GPU machine: bash benchmarks/device-bench.sh STEP...
 # Steps (below) print a line each; the JSONs land in $OUT (8 files come back), logs in /tmp/devlogs there.
 # Laid out here first, both ignored in .git/info/exclude and named in the call's `carry`:
 #   .whl/     wheels for Python 3.12: av, effdet, omegaconf, antlr4-python3-runtime, pycocotools (PyAV is
@@ -33,7 +33,7 @@ for s in "$@"; do
     d0) step d0 260 $cli bench --models d0 --batch-sizes 1,64 --precisions fp16 --seconds 2 --json "$OUT/d0.json";;
     d3) step d3 300 $cli bench --models d3 --batch-sizes 16 --precisions fp16 --nms device --no-startup --seconds 2 --json "$OUT/d3.json";;
     video) step video 240 $cli bench --models d0 --batch-sizes 8 --nms device --no-peers --no-startup --seconds 1 --video "$CLIP" --json "$OUT/video.json";;
-    io) step io 200 python3 scripts/probe_io.py "$CLIP"; cat /tmp/devlogs/io.out;;
+    io) step io 200 python3 benchmarks/probe_io.py "$CLIP"; cat /tmp/devlogs/io.out;;
     profile)  # where a cached start's seconds go (cProfile of the start-up probe, inductor and eager)
       spec='{"model": "d0", "random_weights": true, "batch_size": 8, "device": "cuda", "precision": "fp16"}'
       step warm 200 python3 -m effdet_video.bench.startup "$spec" "$(date +%s.%N)"
@@ -74,37 +74,37 @@ for s in "$@"; do
       EFFDET_VIDEO_COMPILER=eager step gpuquick 300 python3 -m pytest -q -ra -m gpu tests/test_ops_depthwise.py \
         tests/test_engine_cuda.py; tail -6 /tmp/devlogs/gpuquick.out;;
     nvdectest) step nvdectest 200 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py; tail -5 /tmp/devlogs/nvdectest.out;;
-    aoti) step aoti 300 python3 scripts/probe_aoti.py; grep -v Warn /tmp/devlogs/aoti.out; which gdb || true;;
-    cudnn)  # first-forward cost per convolution backend (scripts/probe_start.py)
+    aoti) step aoti 300 python3 benchmarks/probe_aoti.py; grep -v Warn /tmp/devlogs/aoti.out; which gdb || true;;
+    cudnn)  # first-forward cost per convolution backend (benchmarks/probe_start.py)
       for run in "heur 1" "heur 8" "autotune 8" "nocudnn 8" "linear 8"; do
-        step cudnn 120 python3 scripts/probe_start.py $run; cat /tmp/devlogs/cudnn.out
+        step cudnn 120 python3 benchmarks/probe_start.py $run; cat /tmp/devlogs/cudnn.out
       done
-      CUDA_MODULE_LOADING=EAGER step cudnn 120 python3 scripts/probe_start.py heur 1; cat /tmp/devlogs/cudnn.out;;
-    cpu)  # where the CPU goes when video is written (scripts/probe_e2e.py), and the GIL's effect on x264
+      CUDA_MODULE_LOADING=EAGER step cudnn 120 python3 benchmarks/probe_start.py heur 1; cat /tmp/devlogs/cudnn.out;;
+    cpu)  # where the CPU goes when video is written (benchmarks/probe_e2e.py), and the GIL's effect on x264
       for run in "cpu veryfast" "nvdec veryfast" "nvdec superfast"; do
-        EFFDET_VIDEO_COMPILER=eager step e2ecpu 120 python3 scripts/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ecpu.out
+        EFFDET_VIDEO_COMPILER=eager step e2ecpu 120 python3 benchmarks/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ecpu.out
       done
-      for n in 0 1 3; do step gil 60 python3 scripts/probe_e2e.py gil "$CLIP" $n; cat /tmp/devlogs/gil.out; done;;
+      for n in 0 1 3; do step gil 60 python3 benchmarks/probe_e2e.py gil "$CLIP" $n; cat /tmp/devlogs/gil.out; done;;
     eng8) step eng8 200 $cli bench --models d0 --batch-sizes 1,8 --precisions fp16 --nms device --no-peers --no-startup --seconds 2 --json "$OUT/eng8.json";;
-    threads)  # CPU by thread, detections only and with video, default engine (scripts/probe_e2e.py)
+    threads)  # CPU by thread, detections only and with video, default engine (benchmarks/probe_e2e.py)
       for run in "nvdec none" "nvdec veryfast"; do
-        step e2ethreads 120 python3 scripts/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ethreads.out
+        step e2ethreads 120 python3 benchmarks/probe_e2e.py "$CLIP" $run; cat /tmp/devlogs/e2ethreads.out
       done;;
     sequence)  # does a run slow the runs after it in one process? eager engine, then compiled (swap thread)
       for c in eager inductor; do
-        EFFDET_VIDEO_COMPILER=$c step seq 150 python3 scripts/probe_e2e.py "$CLIP" nvdec none,veryfast,none,none; cat /tmp/devlogs/seq.out
+        EFFDET_VIDEO_COMPILER=$c step seq 150 python3 benchmarks/probe_e2e.py "$CLIP" nvdec none,veryfast,none,none; cat /tmp/devlogs/seq.out
       done;;
     ab)  # the file writer in the pipeline's process (last commit's package, carried in .ab/old) against
          # in a process of its own (this tree), interleaved in one run, uncompiled engines alike
       for run in "nvdec veryfast,veryfast" "nvdec veryfast,veryfast" "cpu veryfast"; do
         for code in old new; do
           where=$PWD; [ $code = old ] && where=$PWD/.ab/old
-          PYTHONPATH=/tmp/site:$where EFFDET_VIDEO_COMPILER=eager step "ab_$code" 120 python3 scripts/probe_e2e.py "$CLIP" $run
+          PYTHONPATH=/tmp/site:$where EFFDET_VIDEO_COMPILER=eager step "ab_$code" 120 python3 benchmarks/probe_e2e.py "$CLIP" $run
           sed "s/^/$code /" "/tmp/devlogs/ab_$code.out"
         done
       done;;
-    enc)  # libx264 veryfast encode-only ceiling: thread counts, chunked encoding in N processes (scripts/probe_enc.py)
-      step enc 240 python3 scripts/probe_enc.py "$CLIP" 600; cat /tmp/devlogs/enc.out;;
+    enc)  # libx264 veryfast encode-only ceiling: thread counts, chunked encoding in N processes (benchmarks/probe_enc.py)
+      step enc 240 python3 benchmarks/probe_enc.py "$CLIP" 600; cat /tmp/devlogs/enc.out;;
     e2e_cv1)  # CPU decoding with OpenCV's own thread pool off (one thread per prepare worker)
       step e2e_cv1 200 python3 -c "import cv2, sys, runpy; cv2.setNumThreads(1); sys.argv[0] = 'effdet-video'; runpy.run_module('effdet_video.cli', run_name='__main__')" \
         bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 --decoder cpu --video "$CLIP" --json "$OUT/e2e_cv1.json";;
@@ -113,6 +113,6 @@ for s in "$@"; do
         --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --json "$OUT/cpuvideo.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
-    summary) python3 scripts/summarize.py "$OUT"/*.json;;
+    summary) python3 benchmarks/summarize.py "$OUT"/*.json;;
   esac
 done

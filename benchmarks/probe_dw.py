@@ -1,6 +1,6 @@
 """One-off device measurement: the Triton depthwise kernel's block sizes against cuDNN on D0's shapes.
 
-python3 scripts/probe_dw.py BATCH -> per shape: cuDNN us, best Triton config and its us; totals weighted by
+python3 benchmarks/probe_dw.py BATCH -> per shape: cuDNN us, best Triton config and its us; totals weighted by
 how often D0 runs each shape.
 """
 import collections

@@ -1,9 +1,9 @@
 """One-off device check: which AOTInductor package / loader combination loads on this torch without crashing.
 
-python3 scripts/probe_aoti.py            compiles two packages of a small conv net (weights as inputs, and
+python3 benchmarks/probe_aoti.py            compiles two packages of a small conv net (weights as inputs, and
                                          weights baked in), then loads each in fresh processes with each
                                          loader call and prints their exit codes (-11: segfault)
-python3 scripts/probe_aoti.py load PACKAGE VARIANT   (the child)
+python3 benchmarks/probe_aoti.py load PACKAGE VARIANT   (the child)
 """
 import os
 import subprocess

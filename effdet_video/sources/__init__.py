@@ -1,0 +1,1 @@
+"""Where frames come from: video files and images (CPU or NVDEC decoding), live streams, damaged inputs."""

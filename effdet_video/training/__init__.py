@@ -1,0 +1,1 @@
+"""Fine-tuning: the data set, anchor targets, losses, the training loop, checkpoints, COCO evaluation."""
