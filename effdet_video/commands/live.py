@@ -92,12 +92,10 @@ def command(source: str, **options: Any) -> None:
                           tracks_json=options["tracks_json"], overwrite=options["overwrite"])
     if not (outputs.output or outputs.jsonl or outputs.preview or outputs.stats_json or outputs.tracks_json):
         raise UserError("nothing to output: pass --preview, -o/--output, --jsonl, --stats-json and/or --tracks-json")
-    spec = engine_spec(options)
-    batch_size = options["batch_size"] or 1  # a live frame should not wait for others to fill a batch
-    spec = dataclasses.replace(spec, batch_size=batch_size, image_size=parse_image_size(options["image_size"]))
+    spec = dataclasses.replace(engine_spec(options, "live"), image_size=parse_image_size(options["image_size"]))
     live_options = LiveOptions(realtime=options["realtime"], loop=options["loop"], reconnect=options["reconnect"],
                                reconnect_max=options["reconnect_max"], timeout_s=options["source_timeout"],
-                               depth=max(options["depth"], batch_size))
+                               depth=max(options["depth"], spec.batch_size))
 
     def build_engine():  # noqa: ANN202 - torch is imported only once the source is known good
         from effdet_video.engine.factory import build_engine as build

@@ -189,9 +189,9 @@ class Detector:
     sizes) adds a "detections" column: per frame, the JSON list of the JSONL output's detections (boxes in
     the frame's pixels, score, class_id, class_name)."""
 
-    def __init__(self, model: str = "d0", weights: str | None = None, device: str = "auto", batch_size: int = 8,
-                 precision: str = "auto", score_threshold: float = 0.4, max_det: int = 100,
-                 class_ids: Sequence[int] | None = None) -> None:
+    def __init__(self, model: str = "d0", weights: str | None = None, device: str = "auto",
+                 batch_size: int = EngineSpec.batch_size, precision: str = "auto", score_threshold: float = 0.4,
+                 max_det: int = 100, class_ids: Sequence[int] | None = None) -> None:
         from effdet_video.configs.labels import labels_for_weights
         from effdet_video.engine.factory import resolve_device
         from effdet_video.models.checkpoints import packaged_weights
