@@ -277,3 +277,24 @@ def test_repeated_timestamps_go_into_mp4_one_tick_apart_with_a_warning(media, tm
     tick = before.time_base
     assert all(0 <= b - a <= tick for a, b in zip(sorted(seconds(before)), seconds(after)))  # a tick later at most
     assert f"{output}: {repeated} frames repeat an earlier frame's timestamp" in err.splitlines()[-1]
+
+
+def assert_unknown_model_error(code: int, err: str) -> None:
+    assert code == 2, err
+    assert err.splitlines() == [err.strip()] and err.startswith("error: unknown model 'd9'; known: efficientdet-d0, ")
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "live"])
+def test_an_unknown_model_is_one_line_and_exit_2(small_clip, tmp_path, capsys, engines, command):
+    """configs.UnknownModelError is a UserError: no command converts it, each reports it the same way."""
+    args = {"run": [small_clip, "-o", tmp_path / "o.mp4"],
+            "batch": [small_clip.parent, "-o", tmp_path / "batch"],
+            "live": [small_clip, "--realtime", "--jsonl", tmp_path / "l.jsonl"]}[command]
+    assert_unknown_model_error(*run_cli(capsys, command, *args, "--model", "d9"))
+    assert engines == [] and list(tmp_path.iterdir()) == []
+
+
+def test_bench_of_an_unknown_model_is_one_line_and_exit_2(capsys):
+    """Before any engine is timed (not as an error row per engine)."""
+    assert_unknown_model_error(*run_cli(capsys, "bench", "--device", "cpu", "--no-peers", "--no-startup",
+                                        "--models", "d0,d9"))

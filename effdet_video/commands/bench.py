@@ -12,6 +12,7 @@ import click
 import torch
 
 from effdet_video.bench.stats import ratio
+from effdet_video.configs import get_model_config
 from effdet_video.engine.policy import default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.stages.hw_decode import DECODERS
@@ -102,6 +103,8 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
             decoder: str, image_size: int | None, cpu_backends: str, json_path: str | None, track: bool) -> None:
     """Measure engines and peers; print JSON."""
+    for model in _csv(models):  # an unknown name fails the command here, not as one error row per engine
+        get_model_config(model)
     from effdet_video.bench.engine_bench import bench_engine
 
     result: dict = {"environment": _environment(), "engines": [], "peers": []}
