@@ -86,6 +86,9 @@ def command(source: str, **options: Any) -> None:
     track = tracking(options)
     if options["loop"] and not options["realtime"]:
         raise UserError("--loop needs --realtime (it replays a file)")
+    if location.kind == "file" and not options["realtime"]:  # the source refuses it too, in its own words
+        raise UserError(f"{location.url} is a file: pass --realtime to play it as a live source, or use "
+                        "`effdet-video FILE -o OUT` to process every frame")
     outputs = LiveOutputs(output=options["output"], output_format=options["output_format"], jsonl=options["jsonl"],
                           preview=options["preview"], preview_host=options["preview_host"],
                           preview_port=options["preview_port"], stats_json=options["stats_json"],
