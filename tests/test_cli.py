@@ -127,7 +127,7 @@ def test_existing_output_needs_overwrite(small_clip, tmp_path, capsys, engines):
     output = tmp_path / "o.mp4"
     output.write_bytes(b"keep me")
     code, err = run_cli(capsys, small_clip, "-o", output)
-    assert code == 2 and err.strip() == f"error: output {output} exists; pass --overwrite to replace it"
+    assert code == 2 and err.strip() == f"error: output {output} exists; turn overwrite on to replace it"
     assert output.read_bytes() == b"keep me" and engines == []
     assert run_cli(capsys, small_clip, "-o", output, "--overwrite")[0] == 0
     assert probe(output).frames == 12
@@ -277,3 +277,32 @@ def test_repeated_timestamps_go_into_mp4_one_tick_apart_with_a_warning(media, tm
     tick = before.time_base
     assert all(0 <= b - a <= tick for a, b in zip(sorted(seconds(before)), seconds(after)))  # a tick later at most
     assert f"{output}: {repeated} frames repeat an earlier frame's timestamp" in err.splitlines()[-1]
+
+
+def assert_unknown_model_error(code: int, err: str) -> None:
+    assert code == 2, err
+    assert err.splitlines() == [err.strip()] and err.startswith("error: unknown model 'd9'; known: efficientdet-d0, ")
+
+
+@pytest.mark.parametrize("command", ["run", "batch", "live"])
+def test_an_unknown_model_is_one_line_and_exit_2(small_clip, tmp_path, capsys, engines, command):
+    """configs.UnknownModelError is a UserError: no command converts it, each reports it the same way."""
+    args = {"run": [small_clip, "-o", tmp_path / "o.mp4"],
+            "batch": [small_clip.parent, "-o", tmp_path / "batch"],
+            "live": [small_clip, "--realtime", "--jsonl", tmp_path / "l.jsonl"]}[command]
+    assert_unknown_model_error(*run_cli(capsys, command, *args, "--model", "d9"))
+    assert engines == [] and list(tmp_path.iterdir()) == []
+
+
+def test_bench_of_an_unknown_model_is_one_line_and_exit_2(capsys):
+    """Before any engine is timed (not as an error row per engine)."""
+    assert_unknown_model_error(*run_cli(capsys, "bench", "--device", "cpu", "--no-peers", "--no-startup",
+                                        "--models", "d0,d9"))
+
+
+def test_live_on_a_file_names_the_realtime_flag(small_clip, tmp_path, capsys, engines):
+    """The library says 'realtime on'; the CLI words it as its flag."""
+    code, err = run_cli(capsys, "live", small_clip, "--jsonl", tmp_path / "l.jsonl")
+    assert code == 2 and err.splitlines() == [f"error: {small_clip} is a file: pass --realtime to play it as a live "
+                                              "source, or use `effdet-video FILE -o OUT` to process every frame"]
+    assert engines == [] and list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ def test_locations_are_classified_and_bad_ones_refused(media, tmp_path) -> None:
         parse_location("/dev/video987")
     with pytest.raises(UserError, match="no such file"):
         parse_location(str(tmp_path / "missing.mp4"))
-    with pytest.raises(UserError, match="pass --realtime"):
+    with pytest.raises(UserError, match=r"play it in real time \(realtime on\)"):
         LiveSource(parse_location(str(clip)))
 
 

@@ -83,7 +83,7 @@ def test_nvdec_without_nvdec_is_a_one_line_user_error(media: Path, probes: list[
     with pytest.raises(UserError) as error:
         VideoFileSource(media / CLIP, decoder="nvdec")
     message = str(error.value)
-    assert "--decoder nvdec: no CUDA device here" in message and "use --decoder cpu" in message
+    assert "decoder 'nvdec': no CUDA device here" in message and "use decoder 'cpu'" in message
     assert "\n" not in message
 
 
@@ -114,7 +114,7 @@ def test_a_file_nvdec_cannot_open_falls_back_alone(media: Path, monkeypatch: pyt
                                                                                      allow_software_fallback=False))
     source = VideoFileSource(media / CLIP, decoder="auto")
     assert source.decoder_used == "cpu" and len(decoded(source)) == 90
-    with pytest.raises(UserError, match=r"--decoder nvdec: FFmpeg could not open it for NVDEC .*h264 stream"):
+    with pytest.raises(UserError, match=r"decoder 'nvdec': FFmpeg could not open it for NVDEC .*h264 stream"):
         VideoFileSource(media / CLIP, decoder="nvdec")
 
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from effdet_video.models.layers import Conv2dSame
-from effdet_video.ops.depthwise import QUICK_START_BATCH, depthwise_conv2d, tf_same_padding
+from effdet_video.models.layers import Conv2dSame, set_quick_start
+from effdet_video.ops.depthwise import depthwise_conv2d, tf_same_padding
 from tests.conftest import REPO
 
 # (batch, channels, height, width, kernel, stride): D0's 3x3/5x5, strides 1 and 2, odd sizes, channel
@@ -55,15 +55,17 @@ def test_the_op_is_registered_with_consistent_fake_shapes(case) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("batch", [2, QUICK_START_BATCH + 1])
+@pytest.mark.parametrize("quick_start", [True, False])
 @pytest.mark.parametrize("stride,kernel", [(1, 1), (1, 3), (2, 3), (2, 5)])
-def test_conv2d_same_on_cuda_equals_its_cpu_convolution(stride: int, kernel: int, batch: int) -> None:
-    """Small channels-last batches take the quick-start paths (1x1 as matmul, depthwise op), larger ones
-    cuDNN: both equal the CPU's NCHW convolution in float32."""
+def test_conv2d_same_on_cuda_equals_its_cpu_convolution(stride: int, kernel: int, quick_start: bool) -> None:
+    """With quick start on, channels-last inputs take the quick-start paths (1x1 as matmul, depthwise op),
+    without it cuDNN: both equal the CPU's NCHW convolution in float32."""
     torch.manual_seed(stride * 10 + kernel)
     depthwise = kernel > 1
     conv = Conv2dSame(32, 32 if depthwise else 48, kernel, stride=stride, groups=32 if depthwise else 1,
                       bias=not depthwise).eval()
+    set_quick_start(conv, quick_start)
+    batch = 2
     x = torch.randn(batch, 32, 11, 10)
     with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         want = conv(x)

@@ -124,7 +124,7 @@ def test_audio_the_container_cannot_hold_is_refused_up_front(tmp_path, capsys, e
     assert code == 2
     assert err.splitlines() == [err.strip()]
     assert err.startswith(f"error: {source}: its audio (flac) cannot be copied into a .mov file (")
-    assert err.strip().endswith("use --no-audio, or another extension (.mkv holds most codecs)")
+    assert err.strip().endswith("leave the audio out, or use another extension (.mkv holds most codecs)")
     assert list(out.iterdir()) == [] and len(engines) == 1 and engines[0].frames == 0
     code, _ = run_cli(capsys, source, "-o", out / "o.mov", "--no-audio")
     assert code == 0

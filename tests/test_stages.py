@@ -95,7 +95,7 @@ def test_output_path_checks(tmp_path):
         check_output_path(tmp_path / "." / "in.mp4", (source,), overwrite=True)
     existing = tmp_path / "out.mp4"
     existing.write_bytes(b"y")
-    with pytest.raises(UserError, match="--overwrite"):
+    with pytest.raises(UserError, match="turn overwrite on"):
         check_output_path(existing, (source,), overwrite=False)
     check_output_path(existing, (source,), overwrite=True)
     with pytest.raises(UserError, match="does not exist"):

@@ -23,6 +23,7 @@ from effdet_video.commands.common import (debug_option, decoder_option, detectio
                                           tracking, video_opener)
 from effdet_video.commands.run import open_sinks
 from effdet_video.core.control import Interrupted, RunControl, stop_on_signals
+from effdet_video.engine.policy import STREAM_BATCH
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, BatchItem, find_inputs, parse_extensions
 from effdet_video.pipeline.batch_processes import run_batch_processes
@@ -32,9 +33,6 @@ from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.sinks.base import FrameSink
 from effdet_video.sinks.output_file import make_output_folder
 from effdet_video.sources.source import VideoInfo
-
-DEFAULT_GPU_BATCH = 64  # engine batch of a shared engine: many streams fill it
-DEFAULT_STREAM_BATCH = 8
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -121,7 +119,7 @@ def print_result(result: ItemResult) -> None:
                    "[default: up to half the CPU cores, at least 4].")
 @click.option("--devices", default=None, metavar="LIST",
               help="One engine per device, e.g. cuda:0,cuda:1, or 'all' GPUs (overrides --device).")
-@click.option("--stream-batch", type=click.IntRange(min=1), default=DEFAULT_STREAM_BATCH, show_default=True,
+@click.option("--stream-batch", type=click.IntRange(min=1), default=STREAM_BATCH, show_default=True,
               help="Frames a stream hands the shared engine at a time.")
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="How long a partial engine batch waits for more streams' frames.")
@@ -146,7 +144,7 @@ def print_result(result: ItemResult) -> None:
 def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     """Detect objects in every video of INPUT (a folder, or a text file listing videos).
 
-    Engine batches default to 64 frames on CUDA here (many streams fill them), 2 on the CPU."""
+    Engine batches default larger on CUDA here than in `run` (many streams fill them); see --batch-size."""
     kinds = parse_kinds(options["formats"])
     track = tracking(options)
     if "tracks" in kinds and track is None:
@@ -156,8 +154,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
     devices = parse_devices(options["devices"], options["device"])
     workers = worker_devices(devices, options["processes"], options["processes_per_gpu"])
     opener = video_opener(options["decoder"], devices)
-    options["batch_size"] = options["batch_size"] or (DEFAULT_GPU_BATCH if devices[0] != "cpu" else None)
-    spec = engine_spec({**options, "device": devices[0]})
+    spec = engine_spec({**options, "device": devices[0]}, "batch")
     processes = len(workers) if workers else 1
     jobs = options["jobs"] or min(len(items), max(4, (os.cpu_count() or 1) // 2))
     labels = model_labels(options)

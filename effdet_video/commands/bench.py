@@ -12,6 +12,8 @@ import click
 import torch
 
 from effdet_video.bench.stats import ratio
+from effdet_video.configs import get_model_config
+from effdet_video.engine.policy import default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.sources.hw_decode import DECODERS
 
@@ -26,6 +28,20 @@ def _environment() -> dict:
         env["gpu"] = torch.cuda.get_device_name()
         env["cuda"] = torch.version.cuda
     return env
+
+
+def _swept_batch_sizes() -> str:
+    """--batch-sizes' default: the GPU batches of `live` and `batch`, the two ends the engine serves."""
+    return ",".join(str(default_batch_size(mode, "cuda")) for mode in ("live", "batch"))
+
+
+def command_spec(model: str, weights: str | None, precision: str, image_size: tuple[int, int] | None,
+                 device: str) -> EngineSpec:
+    """The engine of a plain `effdet-video IN -o OUT` on resolved `device` (the policy's batch for 'bench'),
+    which the start-up and --video runs time, so that their figures are that command's."""
+    return EngineSpec(model=model, weights=weights, random_weights=weights is None,
+                      batch_size=default_batch_size("bench", device), device=device, precision=precision,
+                      image_size=image_size)
 
 
 def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
@@ -55,7 +71,7 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
 
 @click.command("bench")
 @click.option("--models", default="d0", show_default=True, help="Comma-separated: d0,d3,...")
-@click.option("--batch-sizes", default="1,64", show_default=True)
+@click.option("--batch-sizes", default=_swept_batch_sizes(), show_default=True)
 @click.option("--precisions", default="auto", show_default=True,
               help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16")
 @click.option("--nms", "nms_modes", default="device,host,none", show_default=True,
@@ -87,6 +103,8 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
             decoder: str, image_size: int | None, cpu_backends: str, json_path: str | None, track: bool) -> None:
     """Measure engines and peers; print JSON."""
+    for model in _csv(models):  # an unknown name fails the command here, not as one error row per engine
+        get_model_config(model)
     from effdet_video.bench.engine_bench import bench_engine
 
     result: dict = {"environment": _environment(), "engines": [], "peers": []}
@@ -116,30 +134,21 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
             row = {"model": model, **bench_effdet(model, batch, seconds)}
             result["peers"].append(row)
             click.echo(json.dumps(row), err=True)
+    resolved = resolve_device(device)
+    run_spec = command_spec(_csv(models)[0], weights, _csv(precisions)[0], square, resolved)
     if startup:
         from effdet_video.bench.startup import measure_startup
-        from effdet_video.commands.common import default_batch_size
-        from effdet_video.engine.factory import resolve_device
 
-        # the batch a plain `effdet-video IN -o OUT` runs at, so the figure is that command's start
-        spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
-                          batch_size=default_batch_size(resolve_device(device)), device=device,
-                          precision=_csv(precisions)[0], image_size=square)
-        result["startup"] = {"first": measure_startup(spec), "second": measure_startup(spec)}
+        result["startup"] = {"first": measure_startup(run_spec), "second": measure_startup(run_spec)}
     if video_path is not None:
         from effdet_video.bench.video_bench import bench_video
-        from effdet_video.commands.common import default_batch_size, video_opener
-        from effdet_video.engine.factory import resolve_device
+        from effdet_video.commands.common import video_opener
         from effdet_video.stages.infer import DetectionFilter
         from effdet_video.stages.track import tracking_options
         from effdet_video.tracking.byte_tracker import TrackerSettings
 
-        resolved = resolve_device(device)
-        spec = EngineSpec(model=_csv(models)[0], weights=weights, random_weights=weights is None,
-                          batch_size=default_batch_size(resolved), device=resolved,
-                          precision=_csv(precisions)[0], image_size=square)
         tracking = tracking_options(DetectionFilter().score_threshold, TrackerSettings().patience_s, trails=False)
-        result["video"] = bench_video(video_path, spec, frames, video_opener(decoder, [resolved]),
+        result["video"] = bench_video(video_path, run_spec, frames, video_opener(decoder, [resolved]),
                                       tracking if track else None)
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
         if track:

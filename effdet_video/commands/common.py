@@ -2,7 +2,7 @@
 
 Use the decorators on a click command, then build objects from its keyword arguments:
     @engine_options @detection_options @track_options @debug_option
-    def command(**kwargs): spec = engine_spec(kwargs); keep = detection_filter(kwargs); track = tracking(kwargs)
+    def command(**kwargs): spec = engine_spec(kwargs, "run"); keep = detection_filter(kwargs); track = tracking(kwargs)
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import click
 from pathlib import Path
 
 from effdet_video.configs.labels import coco_labels, labels_for_weights
+from effdet_video.engine.policy import Mode, default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
@@ -47,13 +48,20 @@ def _stack(*decorators: F) -> F:
     return apply
 
 
+def _batch_size_help() -> str:
+    """--batch-size's help, its defaults read from the engine policy (which holds them)."""
+    return (f"Frames per engine batch [default: {default_batch_size('run', 'cuda')} on CUDA, "
+            f"{default_batch_size('run', 'cpu')} on CPU; batch: {default_batch_size('batch', 'cuda')} on CUDA; "
+            f"live: {default_batch_size('live', 'cuda')}].")
+
+
 engine_options = _stack(
     click.option("--model", default="d0", show_default=True, help="EfficientDet variant: d0 .. d7x."),
     click.option("--weights", type=click.Path(dir_okay=False), default=None,
                  help="AutoML EfficientDet .h5 checkpoint."),
     click.option("--random-weights", is_flag=True, help="Seeded random weights (benchmarking only)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Frames per engine batch [default: 8 on CUDA, 2 on CPU; batch: 64 on CUDA; live: 1]."),
+                 help=_batch_size_help()),
     click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N."),
     click.option("--precision", default="auto", show_default=True,
                  type=click.Choice(["auto", "fp32", "fp16", "bf16"]), help="Engine precision."),
@@ -121,13 +129,9 @@ def single_video_opener(options: dict[str, Any]) -> VideoOpener:
     return video_opener(options["decoder"], [device])
 
 
-def default_batch_size(device: str) -> int:
-    """Batches keep a GPU busy; on a CPU they only add latency."""
-    return 2 if device == "cpu" else 8
-
-
-def engine_spec(options: dict[str, Any]) -> EngineSpec:
-    """The EngineSpec of a command's engine options ('auto' device resolved, for the batch default)."""
+def engine_spec(options: dict[str, Any], mode: Mode) -> EngineSpec:
+    """The EngineSpec of a command's engine options ('auto' device resolved, for the batch default: the
+    engine policy's for command `mode` unless --batch-size gives one)."""
     from effdet_video.engine import factory  # torch is imported only when an engine is needed
 
     device = factory.resolve_device(options["device"])
@@ -135,7 +139,7 @@ def engine_spec(options: dict[str, Any]) -> EngineSpec:
         model=options["model"],
         weights=options["weights"],
         random_weights=options["random_weights"],
-        batch_size=options["batch_size"] or default_batch_size(device),
+        batch_size=options["batch_size"] or default_batch_size(mode, device),
         device=device,
         precision=options["precision"],
         max_det=options["max_det"],

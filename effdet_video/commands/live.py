@@ -86,18 +86,19 @@ def command(source: str, **options: Any) -> None:
     track = tracking(options)
     if options["loop"] and not options["realtime"]:
         raise UserError("--loop needs --realtime (it replays a file)")
+    if location.kind == "file" and not options["realtime"]:  # the source refuses it too, in its own words
+        raise UserError(f"{location.url} is a file: pass --realtime to play it as a live source, or use "
+                        "`effdet-video FILE -o OUT` to process every frame")
     outputs = LiveOutputs(output=options["output"], output_format=options["output_format"], jsonl=options["jsonl"],
                           preview=options["preview"], preview_host=options["preview_host"],
                           preview_port=options["preview_port"], stats_json=options["stats_json"],
                           tracks_json=options["tracks_json"], overwrite=options["overwrite"])
     if not (outputs.output or outputs.jsonl or outputs.preview or outputs.stats_json or outputs.tracks_json):
         raise UserError("nothing to output: pass --preview, -o/--output, --jsonl, --stats-json and/or --tracks-json")
-    spec = engine_spec(options)
-    batch_size = options["batch_size"] or 1  # a live frame should not wait for others to fill a batch
-    spec = dataclasses.replace(spec, batch_size=batch_size, image_size=parse_image_size(options["image_size"]))
+    spec = dataclasses.replace(engine_spec(options, "live"), image_size=parse_image_size(options["image_size"]))
     live_options = LiveOptions(realtime=options["realtime"], loop=options["loop"], reconnect=options["reconnect"],
                                reconnect_max=options["reconnect_max"], timeout_s=options["source_timeout"],
-                               depth=max(options["depth"], batch_size))
+                               depth=max(options["depth"], spec.batch_size))
 
     def build_engine():  # noqa: ANN202 - torch is imported only once the source is known good
         from effdet_video.engine.factory import build_engine as build

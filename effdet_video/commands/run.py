@@ -124,7 +124,7 @@ def command(input_path: Path, **options: Any) -> None:
         check_free_space(output_needs(outputs, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
-        with factory.build_engine(engine_spec(options)) as engine:
+        with factory.build_engine(engine_spec(options, "run")) as engine:
             sinks = open_sinks(outputs, source.info, options, labels)
             control = RunControl()
             with stop_on_signals(control):

@@ -71,10 +71,7 @@ def command(data_json: Path, images: Path, model: str, init: Path | None, num_cl
     categories = _categories(data_json) if data_json.is_file() else {}
     overrides = {"num_classes": num_classes or max(categories, default=0) or None,
                  "image_size": image_size}
-    try:
-        config = get_model_config(model, **{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    config = get_model_config(model, **{k: v for k, v in overrides.items() if v is not None})
     samples = data.read_coco_dataset(data_json, images, config.num_classes)
     network = checkpoint.initial_model(config, init)
     settings = trainer.TrainSettings(epochs=epochs, max_seconds=max_seconds, batch_size=batch_size,

@@ -8,6 +8,13 @@ from typing import Any
 
 import yaml
 
+from effdet_video.errors import UserError
+
+
+class UnknownModelError(UserError, ValueError):
+    """A model name that no config has. A UserError, so that every command reports it as one line (exit
+    2) without converting it; a ValueError, as it is a bad argument value to library callers too."""
+
 
 @dataclasses.dataclass(frozen=True)
 class NmsConfig:
@@ -94,7 +101,7 @@ def get_model_config(name: str, **overrides: Any) -> ModelConfig:
     table = _model_table()
     key = name if name.startswith("efficientdet-") else f"efficientdet-{name}"
     if key not in table["models"]:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+        raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(model_names())}")
     merged = {**table["defaults"], **table["models"][key], **overrides}
     nms = merged.pop("nms")
     merged["nms"] = nms if isinstance(nms, NmsConfig) else NmsConfig(**nms)

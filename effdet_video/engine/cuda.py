@@ -2,7 +2,7 @@
 at its static batch shape, fed through a ring of pinned slots with several batches in flight.
 EFFDET_VIDEO_COMPILER=eager skips compilation.
 
-Quick start: an engine of a small batch (ops.depthwise.QUICK_START_BATCH: `run`, `live`) whose compiled
+Quick start: an engine of a small batch (policy.prefers_quick_start: `run`, `live`) whose compiled
 network is cached starts on the eager graph, so the first detections come seconds earlier (loading
 imports torch's compiler stack). A background thread loads the compiled network, captures it and swaps
 it in between two batches, but only once the GPU bounds the run (SATURATED_RUN submissions in a row
@@ -22,15 +22,14 @@ from effdet_video.engine import cache
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections
 from effdet_video.engine.graph import build_detection_graph, host_nms, model_config
 from effdet_video.engine.infeed import InfeedRing, SaturationMeter
+from effdet_video.engine.policy import autotunes_cudnn, prefers_quick_start
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
-from effdet_video.ops.depthwise import QUICK_START_BATCH
 
 DTYPES = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DEFAULT_COMPILER = os.environ.get("EFFDET_VIDEO_COMPILER", "inductor")
 IN_FLIGHT = 3
 SATURATED_RUN = 16
-AUTOTUNE_MIN_BATCH = 8
 
 
 class CudaEngine(Engine):
@@ -44,9 +43,7 @@ class CudaEngine(Engine):
         self.image_size = self.config.image_size
         self.max_det = spec.max_det
         torch.cuda.set_device(device)
-        # cuDNN's autotuner times every algorithm of every conv shape at each start: seconds that pay off
-        # on large batches; at small ones its heuristic choice is as fast and the start stays short.
-        torch.backends.cudnn.benchmark = spec.batch_size >= AUTOTUNE_MIN_BATCH
+        torch.backends.cudnn.benchmark = autotunes_cudnn(spec.batch_size)
         dtype = DTYPES[spec.precision]
         if dtype == torch.float32:  # fp32 means fp32: TF32 matrix units would cost ~1e-3 relative error
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -61,7 +58,7 @@ class CudaEngine(Engine):
         cache.use_kernel_caches()
         self._runner, self.build_info, compile_later = cache.prepare_graph(
             compiler, lambda: build_detection_graph(spec, self.config, dtype, mode=spec.nms_mode).to(device),
-            self._static_inputs, quick_start=batch <= QUICK_START_BATCH)
+            self._static_inputs, quick_start=prefers_quick_start(batch))
         warm_up_started = time.perf_counter()
         # (CUDA graph or None when not captured, its output tensors); replaced whole by the compiled one
         self._active = self._warm_up_and_capture(capture)

@@ -26,7 +26,7 @@ def resolve_device(device: str) -> str:
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise UserError(f"device {device!r} asked for, but this torch build sees no CUDA GPU "
-                            "(use --device cpu or auto)")
+                            "(use device 'cpu' or 'auto')")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
             raise UserError(f"device {device!r} asked for, but only {torch.cuda.device_count()} "

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from effdet_video.configs import ModelConfig, NmsConfig, get_model_config
+from effdet_video.engine.policy import prefers_quick_start
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops import anchors as anchor_ops
 from effdet_video.ops import letterbox, postprocess
@@ -126,6 +127,10 @@ def build_network(spec: EngineSpec, config: ModelConfig) -> nn.Module:
 
 def build_detection_graph(spec: EngineSpec, config: ModelConfig, dtype: torch.dtype,
                           mode: str = "device") -> DetectionGraph:
-    """The detection graph with the spec's weights (or seeded random ones), network in `dtype`."""
+    """The detection graph with the spec's weights (or seeded random ones), network in `dtype`, its convs'
+    quick-start paths on as the spec's batch size asks (engine/policy.py)."""
+    from effdet_video.models.layers import set_quick_start
+
     network = build_network(spec, config).to(dtype=dtype, memory_format=torch.channels_last).eval()
+    set_quick_start(network, prefers_quick_start(spec.batch_size))
     return DetectionGraph(network, config, mode=mode)

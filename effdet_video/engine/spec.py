@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from effdet_video.engine.policy import RUN_GPU_BATCH
+
 
 @dataclasses.dataclass(frozen=True)
 class EngineSpec:
     model: str = "d0"                 # 'd0'..'d7x' or 'efficientdet-d0'..
     weights: str | None = None        # AutoML .h5 path; None: look up / download by model name
     random_weights: bool = False      # seeded random weights, for benchmarking only
-    batch_size: int = 8
+    batch_size: int = RUN_GPU_BATCH   # commands choose theirs: policy.default_batch_size
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     precision: str = "auto"           # auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
     max_det: int = 100                # static detection cap per image

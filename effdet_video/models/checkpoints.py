@@ -38,14 +38,7 @@ def demo_weights() -> Path:
 
 def packaged_weights(model_name: str) -> Path | None:
     """The weights shipped inside the package for `model_name`, if any (only the demo model has them)."""
-    return demo_weights() if _canonical_name(model_name) == DEMO_MODEL else None
-
-
-def _canonical_name(model_name: str) -> str:
-    try:
-        return get_model_config(model_name).name
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    return demo_weights() if get_model_config(model_name).name == DEMO_MODEL else None
 
 
 def _download(url: str, target: Path) -> None:
@@ -85,7 +78,7 @@ def resolve_weights(model_name: str, weights: str | os.PathLike[str] | None) -> 
     packaged = packaged_weights(model_name)
     if packaged is not None:
         return packaged
-    name = _canonical_name(model_name)
+    name = get_model_config(model_name).name
     target = weights_home() / f"{name}.h5"
     if not target.is_file():
         _download(checkpoint_url(name), target)

@@ -12,17 +12,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effdet_video.ops.depthwise import depthwise_conv2d, pad_same, prefers_quick_start
+from effdet_video.ops.depthwise import depthwise_conv2d, pad_same, uses_kernel
 
 
 class Conv2dSame(nn.Conv2d):
     """nn.Conv2d with TF 'same' padding. Stride-1 odd kernels pad symmetrically, so they use
     PyTorch's built-in padding (faster, no extra copy); strided convs pad explicitly.
 
-    For small CUDA batches (ops.depthwise.prefers_quick_start) two kinds avoid cuDNN, whose first call of
-    each shape costs every start seconds in all (ops/depthwise_triton.py has the figures): depthwise
-    convs run `effdet_video::depthwise_conv2d`, and 1x1 convs are matrix products over the channel dim
-    (cuBLAS; a channels-last tensor already is [N*H*W, C] in memory)."""
+    With `quick_start` on (`set_quick_start`: the engine's choice, engine/policy.py) two kinds avoid cuDNN
+    on CUDA channels-last inputs, as cuDNN's first call of each shape costs every start seconds in all
+    (ops/depthwise_triton.py has the figures): depthwise convs run `effdet_video::depthwise_conv2d`, and
+    1x1 convs are matrix products over the channel dim (cuBLAS; a channels-last tensor already is
+    [N*H*W, C] in memory). Inference only (grad mode off): the op has no backward, and training keeps
+    cuDNN."""
+
+    quick_start = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  groups: int = 1, bias: bool = True) -> None:
@@ -34,13 +38,22 @@ class Conv2dSame(nn.Conv2d):
         self._depthwise = groups == in_channels == out_channels > 1 and not bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._pointwise and prefers_quick_start(x):
+        quick = self.quick_start and uses_kernel(x) and not torch.is_grad_enabled()
+        if self._pointwise and quick:
             return F.linear(x.permute(0, 2, 3, 1), self.weight[:, :, 0, 0], self.bias).permute(0, 3, 1, 2)
-        if self._depthwise and prefers_quick_start(x):
+        if self._depthwise and quick:
             return depthwise_conv2d(x, self.weight, self.stride[0])
         if self._explicit_padding:
             x = pad_same(x, self.kernel_size, self.stride, 0.0)
         return super().forward(x)
+
+
+def set_quick_start(module: nn.Module, enabled: bool) -> None:
+    """Turn the quick-start paths of every Conv2dSame in `module` on or off. The model leaves the choice
+    to whoever runs it: it is engine policy, made once per engine from the batch size it is built for."""
+    for layer in module.modules():
+        if isinstance(layer, Conv2dSame):
+            layer.quick_start = enabled
 
 
 class MaxPool2dSame(nn.Module):

@@ -12,8 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-QUICK_START_BATCH = 8  # `run`'s default batch
-
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """(before, after) padding of one spatial dim so that out = ceil(size / stride), as TF 'SAME' (the
@@ -67,14 +65,3 @@ TF-'same' padded."""
 def uses_kernel(x: torch.Tensor) -> bool:
     """Whether `depthwise_conv2d` takes the Triton kernel for `x` (CUDA, channels-last)."""
     return x.is_cuda and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def prefers_quick_start(x: torch.Tensor) -> bool:
-    """Whether a layer should avoid cuDNN for `x`: CUDA channels-last batches of at most QUICK_START_BATCH.
-
-    cuDNN is faster in steady state (docs/performance.md has the figures), but its first call of each
-    shape costs every start seconds. Small batches serve `run` (8) and `live` (1), where the start is
-    what a user waits for and the engine outruns video I/O either way; `batch` (64) and larger engines
-    keep cuDNN's speed, as cudnn.benchmark is chosen by batch size too (engine/cuda.py).
-    Inference only (grad mode off): the op has no backward, and training keeps cuDNN at any batch."""
-    return uses_kernel(x) and x.shape[0] <= QUICK_START_BATCH and not torch.is_grad_enabled()

@@ -42,7 +42,7 @@ def parse_extensions(text: str) -> tuple[str, ...]:
     """'mp4, .MOV' -> ('.mp4', '.mov')."""
     extensions = tuple("." + part.strip().lower().lstrip(".") for part in text.split(",") if part.strip())
     if not extensions:
-        raise UserError("--ext is empty")
+        raise UserError("the list of video extensions is empty")
     return extensions
 
 

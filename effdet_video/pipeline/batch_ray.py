@@ -42,7 +42,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UserError("--ray needs Ray: pip install 'effdet-video[ray]'") from None
+        raise UserError("running on a Ray cluster needs Ray: pip install 'effdet-video[ray]'") from None
     return ray
 
 
@@ -83,7 +83,7 @@ def _actor_count(ray: Any, gpu: bool, actors: int | None, actors_per_gpu: int | 
     if gpu:
         gpus = int(resources.get("GPU", 0))
         if not gpus:
-            raise UserError("--ray: the cluster has no GPU for a CUDA engine (use --device cpu)")
+            raise UserError("Ray: the cluster has no GPU for a CUDA engine (use device 'cpu')")
         return gpus * (actors_per_gpu or 1)
     return max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
 
@@ -113,7 +113,7 @@ def run_batch_ray(items: list[BatchItem], unit: BatchUnit, address: str | None =
         try:
             ray.init(address=None if address == "local" else address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({error})") from None
+            raise UserError(f"Ray cluster {address}: cannot connect to it ({error})") from None
     handles: list[Any] = []
     lost: list[int] = []
     manifest = Manifest(unit.options.output_dir)
@@ -189,9 +189,9 @@ class Detector:
     sizes) adds a "detections" column: per frame, the JSON list of the JSONL output's detections (boxes in
     the frame's pixels, score, class_id, class_name)."""
 
-    def __init__(self, model: str = "d0", weights: str | None = None, device: str = "auto", batch_size: int = 8,
-                 precision: str = "auto", score_threshold: float = 0.4, max_det: int = 100,
-                 class_ids: Sequence[int] | None = None) -> None:
+    def __init__(self, model: str = "d0", weights: str | None = None, device: str = "auto",
+                 batch_size: int = EngineSpec.batch_size, precision: str = "auto", score_threshold: float = 0.4,
+                 max_det: int = 100, class_ids: Sequence[int] | None = None) -> None:
         from effdet_video.configs.labels import labels_for_weights
         from effdet_video.engine.factory import resolve_device
         from effdet_video.models.checkpoints import packaged_weights

@@ -30,7 +30,7 @@ def check_audio_fits(input_path: Path, output: Path) -> None:
         if problem is not None:
             codecs = ", ".join(sorted({s.codec_context.name for s in streams}))
             raise UserError(f"{input_path}: its audio ({codecs}) cannot be copied into a {output.suffix} file "
-                            f"({problem}); use --no-audio, or another extension (.mkv holds most codecs)")
+                            f"({problem}); leave the audio out, or use another extension (.mkv holds most codecs)")
 
 
 def _dry_run(source: av.container.InputContainer, streams: list[av.audio.stream.AudioStream],

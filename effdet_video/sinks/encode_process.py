@@ -144,7 +144,7 @@ def _open(job: EncodeJob) -> _OutputFile:
         raise
     except (av.error.FFmpegError, ValueError) as error:
         raise _Refused(f"cannot write the output ({error}); for an audio codec this container cannot "
-                       "hold, use --no-audio or another extension") from None
+                       "hold, leave the audio out or use another extension") from None
 
 
 def _one_line(error: BaseException) -> str:

@@ -21,7 +21,7 @@ def check_output_path(output: Path, inputs: tuple[Path, ...], overwrite: bool) -
         if same:
             raise UserError(f"output {output} is the input file; choose another output name")
     if output.exists() and not overwrite:
-        raise UserError(f"output {output} exists; pass --overwrite to replace it")
+        raise UserError(f"output {output} exists; turn overwrite on to replace it")
     if not output.parent.is_dir():
         raise UserError(f"output folder {output.parent} does not exist")
     check_writable(output)

@@ -163,8 +163,8 @@ class LiveSource(FrameSource):
     def __init__(self, location: LiveLocation, options: LiveOptions = LiveOptions(),
                  report: Callable[[str], None] = lambda message: None) -> None:
         if location.kind == "file" and not options.realtime:
-            raise UserError(f"{location.url} is a file: pass --realtime to play it as a live source, or use "
-                            "`effdet-video FILE -o OUT` to process every frame")
+            raise UserError(f"{location.url} is a file: play it in real time (realtime on) to use it as a live "
+                            "source, or process it as a video file to detect every frame")
         self.location, self.options, self.report = location, options, report
         self.skipped_packets = 0
         self.decoded = 0

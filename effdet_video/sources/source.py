@@ -148,7 +148,7 @@ class VideoFileSource(FrameSource):
         if decoder == "nvdec":
             codec = self._stream.codec_context.name
             self.close()
-            raise UserError(f"{self.path}: --decoder nvdec: {problem} ({codec} stream; use --decoder cpu or auto)")
+            raise UserError(f"{self.path}: decoder 'nvdec': {problem} ({codec} stream; use decoder 'cpu' or 'auto')")
         return "cpu"
 
     def _start_on_nvdec(self, gpu_id: int, frames_on_gpu: bool = False) -> str | None:

@@ -57,13 +57,14 @@ def read_coco_dataset(json_path: Path, image_dir: Path, num_classes: int) -> lis
         category = int(ann["category_id"])
         if not 1 <= category <= num_classes:
             raise UserError(f"{json_path}: category_id {category} is outside the model's classes 1..{num_classes}"
-                            " (pass --num-classes)")
+                            f" (the model needs at least {category} classes)")
         by_image.setdefault(int(ann["image_id"]), []).append(ann)
     samples = []
     for image in data["images"]:
         path = Path(image_dir) / image["file_name"]
         if not path.is_file():
-            raise UserError(f"image {path} listed in {json_path} does not exist (check --images)")
+            raise UserError(f"image {path} listed in {json_path} does not exist (check the images folder, which "
+                            "the file names are relative to)")
         anns = [a for a in by_image.get(int(image["id"]), []) if a["bbox"][2] > 0 and a["bbox"][3] > 0]
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32)
         samples.append(Annotated(path, boxes.reshape(-1, 4), np.array([a["category_id"] for a in anns], np.int64)))

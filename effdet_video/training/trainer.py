@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader
 
 from effdet_video.configs import ModelConfig
 from effdet_video.engine.graph import DetectionGraph
+from effdet_video.engine.policy import prefers_quick_start
 from effdet_video.models.efficientdet import EfficientDet
+from effdet_video.models.layers import set_quick_start
 from effdet_video.ops.letterbox import letterbox_uint8, normalize_and_mask
 from effdet_video.training.data import Annotated, DetectionDataset, read_image
 from effdet_video.training.evaluate import detections_to_coco
@@ -121,9 +123,11 @@ def train(model: EfficientDet, samples: list[Annotated], settings: TrainSettings
 def predict_images(model: EfficientDet, samples: list[Annotated], batch_size: int = 8,
                    max_det: int = 100) -> list[dict]:
     """COCO results (image_id = 1-based position in `samples`) of `model` on `samples`, through inference's
-    own letterbox and detection graph (NMS as the model config says)."""
+    own letterbox and detection graph (NMS as the model config says), its convs as an engine of
+    `batch_size` runs them."""
     config: ModelConfig = model.config
     device = next(model.parameters()).device
+    set_quick_start(model, prefers_quick_start(batch_size))
     graph = DetectionGraph(model.eval(), dataclasses.replace(config, nms=dataclasses.replace(
         config.nms, max_output_size=max_det))).to(device)
     results = []
