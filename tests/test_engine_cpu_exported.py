@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from effdet_video.engine import cpu_exported, cpu_runtimes, factory
+from effdet_video.engine.base import InferenceBatch
 from effdet_video.engine.cpu import CpuEngine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
@@ -112,6 +113,33 @@ def test_openvino_engine_equals_eager(engine_home, eager_reference, precision):
         assert np.abs(np.sort(result.frame(i)[:, 4]) - np.sort(reference.frame(i)[:, 4])).max() <= 0.2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_streams_run_batches_in_parallel_in_order(engine_home, eager_reference, runtime):
+    """With several streams, batches submitted back to back (their input arrays reused at once, as the
+    pipeline's batcher does) come back in submission order, each equal to the eager engine's, also when
+    more are in flight than there are streams."""
+    _needs(runtime)
+    spec, batch, reference = eager_reference
+    engine = factory.build_engine(dataclasses.replace(spec, cpu_backend=runtime, cpu_streams=2))
+    assert engine.parallel_batches == 2 and engine.build_info["streams"] == 2
+    images = batch.images.copy()
+    flipped = InferenceBatch(images[::-1].copy(), batch.valid_hw[::-1].copy(), batch.image_scales[::-1].copy(),
+                             batch.count)
+    expected_flipped = CpuEngine(spec).infer(flipped)
+    reused = InferenceBatch(images, batch.valid_hw.copy(), batch.image_scales.copy(), batch.count)
+    pending = []
+    for i in range(5):
+        source = batch if i % 2 == 0 else flipped
+        reused.images[...] = source.images
+        reused.valid_hw[...] = source.valid_hw
+        reused.image_scales[...] = source.image_scales
+        pending.append(engine.submit(reused))
+    for i, handle in enumerate(pending):
+        _assert_equals_eager(handle.result(), reference if i % 2 == 0 else expected_flipped, batch.count)
+    engine.close()
+
+
 def test_auto_backend_falls_back_to_eager_without_runtimes(monkeypatch):
     monkeypatch.delenv(factory.CPU_BACKEND_ENV, raising=False)
     monkeypatch.setattr(cpu_runtimes, "installed", lambda modules: False)
@@ -157,13 +185,18 @@ def test_failed_export_warns_and_runs_eager(monkeypatch, capsys):
 class _TimedSession:
     """A runtime session that sleeps `seconds` a run and counts its runs."""
 
+    streams = 1
+
     def __init__(self, runtime: str, seconds: float) -> None:
         self.runtime, self.version, self.seconds, self.runs = runtime, "0", seconds, 0
 
-    def run(self, *inputs):
+    def start(self, *inputs):
         self.runs += 1
         time.sleep(self.seconds)
-        return []
+        return lambda: []
+
+    def close(self):
+        pass
 
 
 def test_fastest_runtime_is_measured_once_then_recorded(monkeypatch, tmp_path):
@@ -171,7 +204,7 @@ def test_fastest_runtime_is_measured_once_then_recorded(monkeypatch, tmp_path):
     later start opens only the recorded winner, and another thread count is measured afresh."""
     opened = []
 
-    def open_session(runtime, path, threads, precision):
+    def open_session(runtime, path, threads, precision, streams):
         opened.append(runtime)
         return _TimedSession(runtime, {"onnxruntime": 0.02, "openvino": 0.002}[runtime])
 

@@ -67,9 +67,12 @@ def test_batch_builds_the_policys_batch(tmp_path, capsys, engines, changed_polic
     assert [engine.batch_size for engine in engines] == [changed_policy["batch"]]
 
 
+SPEC_OPTIONS = {"model": "d0", "weights": None, "random_weights": True, "batch_size": None, "device": "cpu",
+                "precision": "auto", "max_det": 100}
+
+
 def test_the_spec_builders_take_the_policys_batch(changed_policy):
-    options = {"model": "d0", "weights": None, "random_weights": True, "batch_size": None, "device": "cpu",
-               "precision": "auto", "max_det": 100}
+    options = SPEC_OPTIONS
     for mode in ("run", "live", "batch"):
         assert engine_spec(options, mode).batch_size == changed_policy[mode]
     assert engine_spec({**options, "batch_size": 5}, "live").batch_size == 5  # --batch-size wins
@@ -93,3 +96,14 @@ def test_batch_size_help_states_the_policys_defaults():
 def test_bench_sweeps_the_batches_of_live_and_batch():
     params = {param.name: param.default for param in bench_command.command.params}
     assert params["batch_sizes"] == f"{default_batch_size('live', 'cuda')},{default_batch_size('batch', 'cuda')}"
+
+
+def test_cpu_streams_follow_the_mode_and_the_cores():
+    """A CPU engine runs several batches at once for throughput, one on every thread for `live`, and
+    other devices one batch at a time; `run` keeps as many in flight (stages/infer.EngineBatcher)."""
+    assert policy.cpu_streams("live", "cpu", threads=16) == 1
+    assert policy.cpu_streams("run", "cpu", threads=16) == policy.MAX_CPU_STREAMS
+    assert [policy.cpu_streams("batch", "cpu", threads=n) for n in (1, 2, 3)] == [1, 2, 3]
+    assert policy.cpu_streams("run", "cuda", threads=16) == 1
+    assert engine_spec(SPEC_OPTIONS, "run").cpu_streams == policy.cpu_streams("run", "cpu")
+    assert engine_spec(SPEC_OPTIONS, "live").cpu_streams == 1

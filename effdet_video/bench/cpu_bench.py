@@ -14,8 +14,8 @@ import torch
 
 from effdet_video.bench.engine_bench import pipelined_throughput, random_batches
 from effdet_video.bench.stats import ratio, summarize_latencies, time_calls
-from effdet_video.engine.cpu_exported import cpu_threads
 from effdet_video.engine.factory import build_engine
+from effdet_video.engine.policy import cpu_streams, cpu_threads
 from effdet_video.engine.spec import EngineSpec
 
 CPU_BACKENDS = ("eager", "onnxruntime", "openvino", "openvino-bf16", "inductor")
@@ -46,7 +46,8 @@ def _engine_row(spec: EngineSpec, name: str, seconds: float, latency_iterations:
     row = {"backend": name, "what": "engine", "build_s": round(time.perf_counter() - started, 3),
            "build": getattr(engine, "build_info", {})}
     batches = random_batches(spec.batch_size, engine.image_size)
-    row["img_s"] = round(pipelined_throughput(engine, batches, seconds, in_flight=1), 2)
+    # As the pipeline runs it: as many batches in flight as the engine runs at once.
+    row["img_s"] = round(pipelined_throughput(engine, batches, seconds, in_flight=engine.parallel_batches), 2)
     row["latency"] = summarize_latencies(time_calls(lambda: engine.infer(batches[0]), latency_iterations, seconds))
     engine.close()
     return row
@@ -109,7 +110,7 @@ def bench_cpu(model: str, batch_size: int, backends: list[str], seconds: float =
               image_size: tuple[int, int] | None = None, peers: bool = True, latency_iterations: int = 50) -> dict:
     """Rows per backend and the effdet peer, with each row's ratio to the eager engine and to effdet predict."""
     spec = EngineSpec(model=model, weights=weights, random_weights=weights is None, batch_size=batch_size,
-                      device="cpu", image_size=image_size)
+                      device="cpu", image_size=image_size, cpu_streams=cpu_streams("bench", "cpu"))
     rows = []
     for name in backends:
         if name == "inductor":

@@ -13,7 +13,7 @@ import torch
 
 from effdet_video.bench.stats import ratio
 from effdet_video.configs import get_model_config
-from effdet_video.engine.policy import default_batch_size
+from effdet_video.engine.policy import cpu_streams, default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.sources.hw_decode import DECODERS
 
@@ -41,7 +41,7 @@ def command_spec(model: str, weights: str | None, precision: str, image_size: tu
     which the start-up and --video runs time, so that their figures are that command's."""
     return EngineSpec(model=model, weights=weights, random_weights=weights is None,
                       batch_size=default_batch_size("bench", device), device=device, precision=precision,
-                      image_size=image_size)
+                      image_size=image_size, cpu_streams=cpu_streams("bench", device))
 
 
 def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:

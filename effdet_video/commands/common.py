@@ -13,7 +13,7 @@ import click
 from pathlib import Path
 
 from effdet_video.configs.labels import coco_labels, labels_for_weights
-from effdet_video.engine.policy import Mode, default_batch_size
+from effdet_video.engine.policy import Mode, cpu_streams, default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
@@ -143,6 +143,7 @@ def engine_spec(options: dict[str, Any], mode: Mode) -> EngineSpec:
         device=device,
         precision=options["precision"],
         max_det=options["max_det"],
+        cpu_streams=cpu_streams(mode, device),
     )
 
 

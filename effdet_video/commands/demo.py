@@ -33,7 +33,7 @@ def command(output_dir: Path, device: str, frames: int, **_: object) -> None:
     from effdet_video.demo import clip_eval, synth_clip
     from effdet_video.demo.scene_kit import load_scene_kit
     from effdet_video.engine.factory import resolve_device
-    from effdet_video.engine.policy import default_batch_size
+    from effdet_video.engine.policy import cpu_streams, default_batch_size
     from effdet_video.engine.spec import EngineSpec
     from effdet_video.models.checkpoints import DEMO_MODEL, demo_weights
 
@@ -46,7 +46,8 @@ def command(output_dir: Path, device: str, frames: int, **_: object) -> None:
     truth = synth_clip.write_clip(load_scene_kit(), clip, seed=DEMO_CLIP_SEED, num_frames=frames)
     resolved = resolve_device(device)
     spec = EngineSpec(model=DEMO_MODEL, weights=str(demo_weights()),
-                      batch_size=default_batch_size("demo", resolved), device=resolved)
+                      batch_size=default_batch_size("demo", resolved), device=resolved,
+                      cpu_streams=cpu_streams("demo", resolved))
     jsonl = output_dir / "demo-detections.jsonl"
     annotated = output_dir / "demo-annotated.mp4"
     stats = clip_eval.detect_clip(clip, spec, jsonl, labels_for_weights(demo_weights()), annotated=annotated,

@@ -69,6 +69,9 @@ class Engine(abc.ABC):
     image_size: tuple[int, int]  # (height, width)
     max_det: int
     device: str
+    # Batches the engine works on at the same time: a caller that wants throughput keeps at least this
+    # many submitted (a CPU runtime's parallel streams); 1 for engines that run one batch at a time.
+    parallel_batches: int = 1
 
     @abc.abstractmethod
     def submit(self, batch: InferenceBatch) -> PendingDetections:

@@ -28,17 +28,13 @@ import numpy as np
 import torch
 
 from effdet_video.engine import cache
-from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
+from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections
 from effdet_video.engine.cpu_runtimes import open_session
 from effdet_video.engine.graph import DetectionGraph, build_detection_graph, host_nms, model_config
+from effdet_video.engine.policy import cpu_threads
 from effdet_video.engine.spec import EngineSpec
 
 EXPORTED_FORMAT = "onnx"
-
-
-def cpu_threads() -> int:
-    """The CPUs this process may run on (taskset and cgroup affinity included, unlike os.cpu_count())."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def example_inputs(batch_size: int, image_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -135,28 +131,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _median_run_s(session, inputs: tuple[np.ndarray, ...], budget_s: float = 2.0) -> float:
-    """A runtime's median time per run on `inputs`: one warm-up run, then up to 5 runs within `budget_s`."""
-    session.run(*inputs)
+def _run_s(session, inputs: tuple[np.ndarray, ...], budget_s: float = 2.0) -> float:
+    """A runtime's time per batch on `inputs` with as many batches in flight as it runs at once (its
+    `streams`): one warm-up round, then up to 5 rounds within `budget_s`, the median round."""
+    def round_s() -> float:
+        begin = time.perf_counter()
+        for collect in [session.start(*inputs) for _ in range(session.streams)]:
+            collect()
+        return (time.perf_counter() - begin) / session.streams
+
+    round_s()
     times: list[float] = []
     started = time.perf_counter()
     while len(times) < 5 and (not times or time.perf_counter() - started < budget_s):
-        begin = time.perf_counter()
-        session.run(*inputs)
-        times.append(time.perf_counter() - begin)
+        times.append(round_s())
     return sorted(times)[len(times) // 2]
 
 
 def fastest_session(path: Path, runtimes: tuple[str, ...], threads: int, precision: str,
-                    inputs: tuple[np.ndarray, ...]) -> tuple[object, dict]:
+                    inputs: tuple[np.ndarray, ...], streams: int = 1) -> tuple[object, dict]:
     """The session of the fastest of `runtimes` on this CPU at `threads` threads, and what was measured.
 
     Which runtime wins depends on the CPU (docs/cpu-engine.md has the figures), so the first start of an
     exported graph times each installed runtime on it and records the winner beside the file, keyed by CPU model,
     thread count and runtime versions; later starts open only the winner."""
     if len(runtimes) == 1:
-        return open_session(runtimes[0], path, threads, precision), {}
-    key = " | ".join([cpu_name(), f"{threads} threads"]
+        return open_session(runtimes[0], path, threads, precision, streams), {}
+    key = " | ".join([cpu_name(), f"{threads} threads", f"{streams} streams"]
                      + [f"{name} {importlib.metadata.version(name)}" for name in runtimes])
     record_path = path.with_name(path.name + ".fastest.json")
     try:
@@ -164,10 +165,13 @@ def fastest_session(path: Path, runtimes: tuple[str, ...], threads: int, precisi
     except (OSError, ValueError):
         record = {}
     if record.get(key) in runtimes:
-        return open_session(record[key], path, threads, precision), {"runtime_choice": "recorded"}
-    sessions = {name: open_session(name, path, threads, precision) for name in runtimes}
-    run_ms = {name: round(1000 * _median_run_s(session, inputs), 2) for name, session in sessions.items()}
+        return open_session(record[key], path, threads, precision, streams), {"runtime_choice": "recorded"}
+    sessions = {name: open_session(name, path, threads, precision, streams) for name in runtimes}
+    run_ms = {name: round(1000 * _run_s(session, inputs), 2) for name, session in sessions.items()}
     fastest = min(run_ms, key=run_ms.get)
+    for name, session in sessions.items():
+        if name != fastest:
+            session.close()
     record[key] = fastest
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=record_path.name, suffix=".tmp")
     with os.fdopen(handle, "w") as out:
@@ -198,20 +202,41 @@ class ExportedCpuEngine(Engine):
         images, valid_hw, scales = example_inputs(spec.batch_size, self.image_size)
         random_images = np.random.default_rng(0).integers(0, 256, images.shape, dtype=np.uint8)
         self._session, choice = fastest_session(path, runtimes, threads, precision,
-                                                (random_images, valid_hw.numpy(), scales.numpy()))
+                                                (random_images, valid_hw.numpy(), scales.numpy()), spec.cpu_streams)
+        self.parallel_batches = self._session.streams
         # NMS is a loop of small ops on K candidates: several threads only add synchronisation.
         torch.set_num_threads(1)
         self.build_info = {"backend": self._session.runtime, "precision": precision, "threads": threads,
+                           "streams": self._session.streams,
                            "engine_cache": "hit" if hit else "miss", "engine_path": str(path),
                            "runtime_version": self._session.version, **choice,
                            "prepare_s": round(time.perf_counter() - started, 3)}
 
     def submit(self, batch: InferenceBatch) -> PendingDetections:
-        scales = np.asarray(batch.image_scales, dtype=np.float32)
-        scores, classes, boxes, _ = self._session.run(np.ascontiguousarray(batch.images),
-                                                      np.asarray(batch.valid_hw, dtype=np.int32), scales)
+        scales = np.array(batch.image_scales, dtype=np.float32)
+        collect = self._session.start(np.ascontiguousarray(batch.images),
+                                      np.asarray(batch.valid_hw, dtype=np.int32), scales)
+        return _PendingNms(collect, scales, batch.count, self)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def nms(self, outputs: list[np.ndarray], scales: np.ndarray, count: int) -> DetectionBatch:
+        """The host half: NMS on the graph's candidates (`graph.host_nms`)."""
+        scores, classes, boxes, _ = outputs
         with torch.inference_mode():
             detections, num_valid = host_nms((torch.from_numpy(scores), torch.from_numpy(classes),
                                               torch.from_numpy(boxes)), torch.from_numpy(scales),
                                              self.config, self.max_det)
-        return ReadyDetections(DetectionBatch(detections.numpy(), num_valid.int().numpy(), batch.count))
+        return DetectionBatch(detections.numpy(), num_valid.int().numpy(), count)
+
+
+class _PendingNms(PendingDetections):
+    """A batch the runtime may still be running; its NMS runs when the result is collected, on the
+    collecting thread, while the runtime's streams work on the batches behind it."""
+
+    def __init__(self, collect, scales: np.ndarray, count: int, engine: ExportedCpuEngine) -> None:
+        self._collect, self._scales, self._count, self._engine = collect, scales, count, engine
+
+    def result(self) -> DetectionBatch:
+        return self._engine.nms(self._collect(), self._scales, self._count)

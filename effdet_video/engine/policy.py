@@ -8,6 +8,7 @@ many streams, which fill large batches.
 """
 from __future__ import annotations
 
+import os
 from typing import Literal, get_args
 
 Mode = Literal["run", "live", "batch", "demo", "bench"]
@@ -29,6 +30,10 @@ QUICK_START_BATCH = RUN_GPU_BATCH
 # From this batch on, cuDNN's autotuner times every algorithm of every conv shape at each start: seconds
 # that pay off on large batches; at smaller ones its heuristic choice is as fast and the start stays short.
 AUTOTUNE_MIN_BATCH = 8
+
+# A CPU runtime that runs several batches at once (OpenVINO's streams, the threads split among them)
+# multiplies a small model's throughput on many cores, each batch taking longer; at most this many.
+MAX_CPU_STREAMS = 4
 
 _GPU_DEFAULTS: dict[Mode, int] = {"run": RUN_GPU_BATCH, "live": LIVE_BATCH, "batch": BATCH_GPU_BATCH,
                                   "demo": DEMO_BATCH, "bench": RUN_GPU_BATCH}
@@ -54,3 +59,19 @@ def prefers_quick_start(batch_size: int) -> bool:
 def autotunes_cudnn(batch_size: int) -> bool:
     """Whether an engine of `batch_size` turns on cuDNN's autotuner (torch.backends.cudnn.benchmark)."""
     return batch_size >= AUTOTUNE_MIN_BATCH
+
+
+def cpu_threads() -> int:
+    """The CPUs this process may run on (taskset and cgroup affinity included, unlike os.cpu_count())."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_streams(mode: Mode, device: str, threads: int | None = None) -> int:
+    """How many batches the engine of command `mode` on a resolved `device` works on at once: on a CPU
+    (`threads` of them, default this process's) `live` wants each frame done soonest, so one batch gets
+    every thread, and the others want frames per second; other devices run one batch at a time."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    if device != "cpu" or mode == "live":
+        return 1
+    return max(1, min(cpu_threads() if threads is None else threads, MAX_CPU_STREAMS))

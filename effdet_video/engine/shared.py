@@ -118,7 +118,7 @@ class _Dispatcher:
         self.stats = DeviceStats(str(engine.device), engine.batch_size)
         self._requests = requests
         self._linger_s = linger_s
-        self._in_flight = max(1, in_flight)
+        self._in_flight = max(1, in_flight, engine.parallel_batches)
         height, width = engine.image_size
         size = engine.batch_size
         self._images = np.zeros((size, height, width, 3), dtype=np.uint8)

@@ -19,3 +19,4 @@ class EngineSpec:
     nms_mode: str = "device"          # device: NMS inside the graph; host: only for `bench` comparisons
     image_size: tuple[int, int] | None = None  # (height, width) override of the model's size
     cpu_backend: str = "auto"         # auto | eager | onnxruntime | openvino (engine/cpu_exported.py)
+    cpu_streams: int = 1              # batches a CPU runtime runs at once (policy.cpu_streams)

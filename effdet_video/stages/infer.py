@@ -39,7 +39,8 @@ class EngineBatcher:
         self.engine = engine
         self.filter = detection_filter
         self.clock = clock
-        self.in_flight = max(0, in_flight)
+        # An engine that runs several batches at once gets them (live's 0 stays 0: each frame alone).
+        self.in_flight = max(in_flight, engine.parallel_batches) if in_flight > 0 else 0
         size = engine.batch_size
         height, width = engine.image_size
         self._images = np.zeros((size, height, width, 3), dtype=np.uint8)
