@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from effdet_video import cli
-from effdet_video.commands.run import open_sinks
 from effdet_video.core.control import Interrupted, RunControl
 from effdet_video.engine import factory, shared as shared_module
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
@@ -22,6 +21,8 @@ from effdet_video.pipeline.batch_inputs import BatchItem, find_inputs, read_list
 from effdet_video.pipeline.batch_manifest import MANIFEST_NAME
 from effdet_video.pipeline.batch_runner import BatchOptions, run_batch
 from effdet_video.pipeline.runner import PipelineOptions
+from effdet_video.sinks.factory import EncoderSettings
+from effdet_video.stages.infer import DetectionFilter
 
 GOOD = {"a/pan720.mp4": 90, "a/b/pan360.mkv": 60, "corrupt-middle.mp4": 84}
 BROKEN = ("broken/not-a-video.mp4", "broken/truncated.mp4")
@@ -61,17 +62,16 @@ def tree(media: Path, tmp_path: Path) -> Path:
     return root
 
 
-def sinks_for(outputs, info):
-    return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()}, info,
-                      {"codec": None, "crf": 30, "preset": "ultrafast", "no_audio": False})
+FAST_ENCODER = EncoderSettings(crf=30, preset="ultrafast")
 
 
-def run(tree: Path, out: Path, engine: ContentEngine, kinds=("jsonl", "coco"), jobs: int = 3, **output_options):
+def run(tree: Path, out: Path, engine: ContentEngine, kinds=("jsonl", "coco"), jobs: int = 3,
+        keep: DetectionFilter = DetectionFilter()):
     items = find_inputs(tree, out)
-    options = BatchOptions(out, kinds, jobs=jobs, pipeline=PipelineOptions(prepare_workers=1, annotate_workers=1),
-                           output_options=output_options)
+    options = BatchOptions(out, kinds, jobs=jobs, encoder=FAST_ENCODER,
+                           pipeline=PipelineOptions(detection_filter=keep, prepare_workers=1, annotate_workers=1))
     with SharedEngine([engine], linger_s=0.002) as shared:
-        return run_batch(items, lambda: shared.stream_engine(2), options, sinks_for)
+        return run_batch(items, lambda: shared.stream_engine(2), options)
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -141,7 +141,7 @@ def test_a_rerun_skips_done_inputs_and_redoes_missing_outputs_failures_and_chang
     assert {item.input for item in redone.items if item.status == "done"} == {"a/b/pan360.mkv"}
     assert (out / "a/b/pan360.mkv.coco.json").is_file() and stale.exists()  # pan720 was skipped: untouched
 
-    changed = run(tree, out, ContentEngine(), score_threshold=0.5)
+    changed = run(tree, out, ContentEngine(), keep=DetectionFilter(score_threshold=0.5))
     assert {item.input for item in changed.items if item.status == "done"} == set(GOOD)
     assert not stale.exists()
 
@@ -162,7 +162,7 @@ def test_a_stopped_batch_marks_unfinished_inputs_interrupted_and_writes_no_parti
     control = RunControl()
     control.fail(KeyboardInterrupt())
     items = find_inputs(tree, out)
-    summary = run_batch(items, ContentEngine, BatchOptions(out, ("jsonl",)), sinks_for, control=control)
+    summary = run_batch(items, ContentEngine, BatchOptions(out, ("jsonl",)), control=control)
     assert summary.interrupted and {item.status for item in summary.items} == {"interrupted"}
     assert [p.name for p in out.iterdir()] == []
 
@@ -178,7 +178,7 @@ def test_a_stop_in_the_middle_stops_every_running_input_and_removes_their_partia
     control = RunControl()
     threading.Timer(0.5, control.fail, args=(Interrupted(signal.SIGINT),)).start()
     options = BatchOptions(out, ("jsonl",), jobs=2, pipeline=PipelineOptions(prepare_workers=1, annotate_workers=1))
-    summary = run_batch(find_inputs(tree, out), lambda: SlowEngine(2), options, sinks_for, control=control)
+    summary = run_batch(find_inputs(tree, out), lambda: SlowEngine(2), options, control=control)
     assert summary.interrupted and not summary.ok
     assert {item.status for item in summary.items} == {"interrupted"}  # running ones stopped, the rest never began
     assert [path for path in out.rglob("*") if path.is_file()] == []

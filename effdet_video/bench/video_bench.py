@@ -32,9 +32,8 @@ from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
-from effdet_video.sinks.detection_sinks import JsonLinesSink
 from effdet_video.sinks.encoding import use_all_cores
-from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sinks.factory import EncoderSettings, OutputPlan, SinkFactory
 from effdet_video.sources.base import FrameSource
 from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.annotate import draw_detections
@@ -42,6 +41,7 @@ from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.track import TrackingOptions
 
 PRESET = "veryfast"
+ENCODER = EncoderSettings(preset=PRESET)  # our writer's, as the peers encode: libx264 (the .mp4 default), crf 20
 RATE = Fraction(30)
 SourceOpener = Callable[[Path], VideoFileSource]
 
@@ -146,7 +146,7 @@ def writer_only(path: Path, limit: int | None, folder: Path) -> dict:
         records = list(source.frames())
         for record in records:
             record.canvas, record.picture, record.detections = record.picture, None, np.zeros((0, 6), np.float32)
-        sink = VideoFileSink(folder / "writer_only.mp4", source.info, preset=PRESET)
+        sink, = SinkFactory(ENCODER)(OutputPlan(video=folder / "writer_only.mp4"), source.info)
     finally:
         source.close()
 
@@ -200,8 +200,8 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
     source = FirstFrames(open_source(path), limit)
     try:
         with build_engine(spec) as engine:
-            sinks = [VideoFileSink(folder / "ours.mp4", source.info, preset=PRESET) if video
-                     else JsonLinesSink(folder / "ours.jsonl")]
+            plan = OutputPlan(video=folder / "ours.mp4") if video else OutputPlan(jsonl=folder / "ours.jsonl")
+            sinks = SinkFactory(ENCODER)(plan, source.info)
             cpu = _cpu_seconds()
             stats = run_pipeline(source, engine, sinks, PipelineOptions(tracking=tracking))
             used = cpu_per_frame(cpu, stats.frames)

@@ -9,7 +9,6 @@ running the same unit (pipeline/batch_unit.py). Exit code 0 when every input is 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -19,9 +18,8 @@ from typing import Any, Callable
 import click
 
 from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
-                                          encoder_options, engine_options, engine_spec, model_labels, track_options,
-                                          tracking, video_opener)
-from effdet_video.commands.run import open_sinks
+                                          encoder_options, encoder_settings, engine_options, engine_spec,
+                                          model_labels, track_options, tracking, video_opener)
 from effdet_video.core.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.engine.policy import STREAM_BATCH
 from effdet_video.errors import UserError
@@ -30,9 +28,7 @@ from effdet_video.pipeline.batch_processes import run_batch_processes
 from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, run_batch
 from effdet_video.pipeline.batch_unit import BatchUnit
 from effdet_video.pipeline.runner import PipelineOptions
-from effdet_video.sinks.base import FrameSink
 from effdet_video.sinks.output_file import make_output_folder
-from effdet_video.sources.source import VideoInfo
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -61,32 +57,9 @@ def parse_devices(text: str | None, device: str) -> list[str]:
     return devices
 
 
-def output_options(options: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
-    """What shapes the outputs: a change redoes the inputs on a rerun (batch sizes and devices do not)."""
-    names = ["model", "weights", "random_weights", "precision", "max_det", "score_threshold", "classes"]
-    if options["track"]:
-        names += ["track", "track_patience"]
-    if "video" in kinds:
-        names += ["codec", "crf", "preset", "no_audio"] + (["trails"] if options["track"] else [])
-    return {name: options[name] for name in names}
-
-
 def per_stream_workers(jobs: int) -> int:
     """Prepare/annotate threads per stream: the cores shared among the streams, 1 to 4 each."""
     return max(1, min(4, (os.cpu_count() or 1) // max(1, jobs)))
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchSinks:
-    """The sinks of one input's outputs, from the encoder options and class names: picklable, for worker
-    processes and Ray actors."""
-
-    encoder: dict[str, Any]
-    labels: dict[int, str]
-
-    def __call__(self, outputs: dict[str, Path], info: VideoInfo) -> list[FrameSink]:
-        return open_sinks({("output" if kind == "video" else kind): path for kind, path in outputs.items()},
-                          info, self.encoder, self.labels)
 
 
 def worker_devices(devices: list[str], processes: int | None, per_gpu: int | None) -> list[str] | None:
@@ -165,14 +138,13 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
         pipeline=PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                  prepare_workers=per_stream_workers(jobs),
                                  annotate_workers=per_stream_workers(jobs), tracking=track),
-        output_options=output_options(options, kinds),
+        engine=spec,
+        encoder=encoder_settings(options),
         redo=options["redo"],
     )
     make_output_folder(output_dir)  # once every option is known good
-    unit = BatchUnit(batch_options, spec, tuple(devices),
-                     BatchSinks({name: options[name] for name in ("codec", "crf", "preset", "no_audio")}, labels),
-                     decoder=opener.decoder, frames_on_gpu=opener.frames_on_gpu, stream_batch=options["stream_batch"],
-                     linger_s=options["linger_ms"] / 1000,
+    unit = BatchUnit(batch_options, tuple(devices), decoder=opener.decoder, frames_on_gpu=opener.frames_on_gpu,
+                     stream_batch=options["stream_batch"], linger_s=options["linger_ms"] / 1000,
                      cpu_threads=max(1, (os.cpu_count() or 1) // processes) if workers else None)
     control = RunControl()
     on_result = None if options["quiet"] else print_result
@@ -205,8 +177,7 @@ def _run_here(items: list[BatchItem], unit: BatchUnit, control: RunControl,
               on_result: Callable[[ItemResult], None] | None) -> BatchSummary:
     """All inputs in this process (threads), its engines built first."""
     with unit.open() as opened:
-        summary = run_batch(items, opened.engine_for_stream, unit.options, unit.open_sinks, opened.open_source,
-                            control, on_result)
+        summary = run_batch(items, opened.engine_for_stream, unit.options, opened.open_source, control, on_result)
     summary.engines = opened.engine_stats()
     summary.engine_build_s = opened.build_s
     return summary

@@ -3,6 +3,9 @@
 Use the decorators on a click command, then build objects from its keyword arguments:
     @engine_options @detection_options @track_options @debug_option
     def command(**kwargs): spec = engine_spec(kwargs, "run"); keep = detection_filter(kwargs); track = tracking(kwargs)
+
+Click's keyword arguments are read only in commands/ (the commands and these helpers): below it, every
+setting travels as a typed object (EngineSpec, DetectionFilter, TrackingOptions, EncoderSettings, OutputPlan).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from effdet_video.configs.labels import coco_labels, labels_for_weights
 from effdet_video.engine.policy import Mode, cpu_streams, default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
+from effdet_video.sinks.factory import EncoderSettings
 from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
 from effdet_video.sources.source import VideoOpener
 from effdet_video.stages.infer import DetectionFilter
@@ -95,6 +99,12 @@ decoder_option = click.option(
     "--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
     help="Video decoding: nvdec (the engine GPU's hardware decoder, through FFmpeg), cpu (FFmpeg's software "
          "decoders), auto (NVDEC when the engine runs on a GPU whose NVDEC decodes the input, else the CPU).")
+
+
+def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
+    """The EncoderSettings of @encoder_options."""
+    return EncoderSettings(codec=options["codec"], crf=options["crf"], preset=options["preset"],
+                           audio=not options["no_audio"])
 
 
 def video_opener(decoder: str, devices: Sequence[str]) -> VideoOpener:

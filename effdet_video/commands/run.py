@@ -8,37 +8,36 @@ from typing import Any
 import click
 
 from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
-                                          encoder_options, engine_options, engine_spec, model_labels,
-                                          single_video_opener, track_options, tracking)
+                                          encoder_options, encoder_settings, engine_options, engine_spec,
+                                          model_labels, single_video_opener, track_options, tracking)
 from effdet_video.core.control import RunControl, stop_on_signals
 from effdet_video.errors import UserError
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.sinks.audio_fit import check_audio_fits
 from effdet_video.sinks.base import FrameSink
-from effdet_video.sinks.detection_sinks import CocoResultsSink, JsonLinesSink, TracksJsonSink
-from effdet_video.sinks.image_sink import ImageFileSink, check_image_output
+from effdet_video.sinks.factory import OutputPlan, SinkFactory
+from effdet_video.sinks.image_sink import check_image_output
 from effdet_video.sinks.output_file import check_free_space, check_output_path
-from effdet_video.sinks.video_sink import VideoFileSink
-from effdet_video.sources.source import VideoFileSource, VideoInfo
+from effdet_video.sources.source import VideoFileSource
 
 
-def planned_outputs(input_path: Path, options: dict[str, Any]) -> dict[str, Path]:
+def planned_outputs(input_path: Path, options: dict[str, Any]) -> OutputPlan:
     """Which files the run writes, checked before anything is opened."""
-    option_names = {"output": "output", "jsonl": "jsonl", "coco": "coco", "tracks": "tracks_json"}
-    outputs = {kind: Path(options[name]) for kind, name in option_names.items() if options[name]}
+    option_names = {"video": "output", "jsonl": "jsonl", "coco": "coco", "tracks": "tracks_json"}
+    plan = OutputPlan(**{kind: Path(options[name]) for kind, name in option_names.items() if options[name]})
+    outputs = plan.paths()
     if options["no_video"]:
-        if "output" in outputs:
+        if plan.video:
             raise UserError("--no-video writes no video: drop -o/--output, or drop --no-video")
         if not outputs:
             raise UserError("--no-video needs --jsonl and/or --coco (or --tracks-json) to write detections to")
-    elif "output" not in outputs:
+    elif not plan.video:
         raise UserError("missing -o/--output (or use --no-video with --jsonl/--coco)")
     if len({path.resolve() for path in outputs.values()}) < len(outputs):
         raise UserError("two outputs have the same path")
     for path in outputs.values():
         check_output_path(path, (input_path,), overwrite=options["overwrite"])
-    return outputs
+    return plan
 
 
 # Rough output sizes for the free-space check (a floor, see check_free_space): an annotated copy at the
@@ -48,36 +47,10 @@ VIDEO_SIZE_FRACTION = 0.5
 TEXT_BYTES_PER_FRAME = {"jsonl": 40, "coco": 90, "tracks": 2}
 
 
-def output_needs(outputs: dict[str, Path], input_path: Path, frames: int | None) -> dict[Path, int]:
+def output_needs(plan: OutputPlan, input_path: Path, frames: int | None) -> dict[Path, int]:
     """Bytes each output will take, roughly."""
-    return {path: int(input_path.stat().st_size * VIDEO_SIZE_FRACTION) if kind == "output"
-            else (frames or 0) * TEXT_BYTES_PER_FRAME[kind] for kind, path in outputs.items()}
-
-
-def open_sinks(outputs: dict[str, Path], info: VideoInfo, options: dict[str, Any],
-               labels: dict[int, str] | None = None) -> list[FrameSink]:
-    """The sinks of `outputs`; if one cannot be opened, those already open are removed again."""
-    sinks: list[FrameSink] = []
-    try:
-        for kind, path in outputs.items():
-            if kind == "output" and info.still_image:
-                sinks.append(ImageFileSink(path))
-            elif kind == "output":
-                if not options["no_audio"]:
-                    check_audio_fits(info.path, path)
-                sinks.append(VideoFileSink(path, info, codec=options["codec"], crf=options["crf"],
-                                           preset=options["preset"], audio=not options["no_audio"], labels=labels))
-            elif kind == "jsonl":
-                sinks.append(JsonLinesSink(path, labels))
-            elif kind == "tracks":
-                sinks.append(TracksJsonSink(path, labels))
-            else:
-                sinks.append(CocoResultsSink(path))
-    except BaseException:
-        for sink in sinks:
-            sink.abort()
-        raise
-    return sinks
+    return {path: int(input_path.stat().st_size * VIDEO_SIZE_FRACTION) if kind == "video"
+            else (frames or 0) * TEXT_BYTES_PER_FRAME[kind] for kind, path in plan.paths().items()}
 
 
 def report(stats: RunStats, source: VideoFileSource, sinks: list[FrameSink], quiet: bool) -> None:
@@ -112,20 +85,21 @@ def report(stats: RunStats, source: VideoFileSource, sinks: list[FrameSink], qui
 def command(input_path: Path, **options: Any) -> None:
     """Detect objects in INPUT and write an annotated copy (audio and timing kept) and/or detections."""
     track = tracking(options)
-    outputs = planned_outputs(input_path, options)
+    plan = planned_outputs(input_path, options)
     labels = model_labels(options)
+    open_sinks = SinkFactory(encoder_settings(options), labels)
     # Every option is checked before the input is opened and before any output or shared memory exists.
     pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                        progress=not options["quiet"] and sys.stderr.isatty(), tracking=track)
     source = single_video_opener(options)(input_path)
     try:
-        if source.info.still_image and "output" in outputs:
-            check_image_output(outputs["output"])
-        check_free_space(output_needs(outputs, input_path, source.expected_frames))
+        if source.info.still_image and plan.video:
+            check_image_output(plan.video)
+        check_free_space(output_needs(plan, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
         with factory.build_engine(engine_spec(options, "run")) as engine:
-            sinks = open_sinks(outputs, source.info, options, labels)
+            sinks = open_sinks(plan, source.info)
             control = RunControl()
             with stop_on_signals(control):
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)

@@ -92,15 +92,23 @@ class RunControl:
 
 
 @contextlib.contextmanager
-def stop_on_signals(control: RunControl, signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """While inside, SIGINT/SIGTERM stop `control` with Interrupted instead of raising in the main thread.
-    Only the main thread may install handlers; elsewhere this does nothing."""
+def stop_on_signals(control: RunControl, on_signal: Callable[[int], None] | None = None,
+                    signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While inside, SIGINT/SIGTERM stop `control` with Interrupted instead of raising in the main thread;
+    `on_signal(signum)` runs first, for a caller that has more to stop (a live source). The previous
+    handlers come back on leaving. Only the main thread may install handlers; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    def handle(received: int, _frame: object) -> None:
+        if on_signal is not None:
+            on_signal(received)
+        control.fail(Interrupted(received))
+
     previous = {signum: signal.getsignal(signum) for signum in signums}
     for signum in signums:
-        signal.signal(signum, lambda received, _frame: control.fail(Interrupted(received)))
+        signal.signal(signum, handle)
     try:
         yield
     finally:

@@ -10,9 +10,7 @@ from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.sinks.base import FrameSink
-from effdet_video.sinks.detection_sinks import JsonLinesSink
-from effdet_video.sinks.video_sink import VideoFileSink
+from effdet_video.sinks.factory import OutputPlan, SinkFactory
 from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.track import TrackingOptions
@@ -29,9 +27,7 @@ def detect_clip(clip: Path, spec: EngineSpec, jsonl: Path, labels: dict[int, str
     source = VideoFileSource(clip)
     try:
         with build_engine(spec) as engine:
-            sinks: list[FrameSink] = [JsonLinesSink(jsonl, labels)]
-            if annotated is not None:
-                sinks.append(VideoFileSink(annotated, source.info, labels=labels))
+            sinks = SinkFactory(labels=labels)(OutputPlan(video=annotated, jsonl=jsonl), source.info)
             options = PipelineOptions(detection_filter=DetectionFilter(score_threshold=score_threshold),
                                       labels=labels, tracking=tracking)
             return run_pipeline(source, engine, sinks, options)

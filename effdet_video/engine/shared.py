@@ -24,6 +24,7 @@ import numpy as np
 
 from effdet_video.core.control import POLL_S
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
+from effdet_video.engine.packing import BatchBuffer
 
 
 class SharedEngineError(RuntimeError):
@@ -121,9 +122,7 @@ class _Dispatcher:
         self._in_flight = max(1, in_flight, engine.parallel_batches)
         height, width = engine.image_size
         size = engine.batch_size
-        self._images = np.zeros((size, height, width, 3), dtype=np.uint8)
-        self._valid_hw = np.zeros((size, 2), dtype=np.int32)
-        self._scales = np.ones(size, dtype=np.float32)
+        self._buffer = BatchBuffer(size, height, width)
         self._pending: collections.deque[tuple[list[_Slice], PendingDetections]] = collections.deque()
         self._carry: _Slice | None = None  # rows of a request that did not fit in the last batch
         self._closed = closed  # set once no more requests can arrive
@@ -195,14 +194,11 @@ class _Dispatcher:
             count = 0
             for piece in slices:
                 rows = slice(piece.start, piece.start + piece.rows)
-                target = slice(piece.row, piece.row + piece.rows)
-                self._images[target] = piece.request.images[rows]
-                self._valid_hw[target] = piece.request.valid_hw[rows]
-                self._scales[target] = piece.request.scales[rows]
+                request = piece.request
+                self._buffer.put(slice(piece.row, piece.row + piece.rows), request.images[rows],
+                                 request.valid_hw[rows], request.scales[rows])
                 count += piece.rows
-            self._valid_hw[count:] = 0
-            self._scales[count:] = 1.0
-            pending = self.engine.submit(InferenceBatch(self._images, self._valid_hw, self._scales, count))
+            pending = self.engine.submit(self._buffer.batch(count))
         except Exception as error:  # noqa: BLE001 - fails the streams of this batch, not the dispatcher
             self._fail(slices, error)
             return

@@ -7,6 +7,10 @@ and the manifest itself is replaced atomically, so an interrupted batch leaves n
 
 Where several processes on several machines write one OUTDIR (Ray actors), each writes a shard of its own,
 OUTDIR/.effdet-batch.<tag>.json, and the driver merges the shards into the manifest (`merge_shards`).
+
+The options hash is that of an `OutputShape`, the typed settings the run itself uses (model, detection
+filter, tracking, encoder, formats). Manifests written before it was typed hashed the command's raw
+options instead: their entries no longer match, and such inputs are redone once.
 """
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+
+from effdet_video.sinks.factory import EncoderSettings
+from effdet_video.stages.infer import DetectionFilter
+from effdet_video.stages.track import TrackingOptions
 
 MANIFEST_NAME = ".effdet-batch.json"
 SHARD_PATTERN = ".effdet-batch.*.json"
@@ -31,9 +38,32 @@ def fingerprint(path: Path) -> dict[str, int]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def options_hash(options: dict[str, Any]) -> str:
-    """A stable hash of the options that shape the outputs (model, thresholds, formats, encoder...)."""
-    text = json.dumps(options, sort_keys=True, default=str)
+@dataclasses.dataclass(frozen=True)
+class OutputShape:
+    """Everything that shapes a batch's outputs, so that changing any of it redoes the inputs on a rerun:
+    the model's identity and precision, the kept detections, the tracking, the encoder (None when no
+    video is written) and the output kinds. Engine batch sizes, devices and job counts shape nothing and
+    are left out."""
+
+    model: str
+    weights: str | None
+    random_weights: bool
+    precision: str
+    max_det: int
+    detection_filter: DetectionFilter
+    tracking: TrackingOptions | None
+    encoder: EncoderSettings | None
+    outputs: tuple[str, ...]
+
+
+def _json_value(value: object) -> object:
+    """Sets as sorted lists (their order is not theirs to give), anything else json cannot take as text."""
+    return sorted(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+def options_hash(shape: OutputShape) -> str:
+    """A stable hash of `shape`: its fields as JSON with sorted keys."""
+    text = json.dumps(dataclasses.asdict(shape), sort_keys=True, default=_json_value)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -225,8 +225,7 @@ def worker_main(connection: multiprocessing.connection.Connection, unit: BatchUn
             return
         try:
             connection.send(("ready",))
-            processor = ItemProcessor(unit.options, running.engine_for_stream, unit.open_sinks,
-                                      running.open_source, control)
+            processor = ItemProcessor(unit.options, running.engine_for_stream, running.open_source, control)
             _serve(connection, processor, control, max(1, unit.options.jobs))
         finally:
             opened.__exit__(None, None, None)

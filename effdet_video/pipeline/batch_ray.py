@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from effdet_video.configs.labels import label_name
-from effdet_video.engine.base import InferenceBatch
+from effdet_video.engine.packing import BatchBuffer
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.ops.letterbox import letterbox_uint8
@@ -57,8 +57,7 @@ class BatchActor:
         self._context = unit.open()
         opened = self._context.__enter__()
         self._opened = opened
-        self.processor = ItemProcessor(unit.options, opened.engine_for_stream, unit.open_sinks,
-                                       opened.open_source, self.control)
+        self.processor = ItemProcessor(unit.options, opened.engine_for_stream, opened.open_source, self.control)
         self.manifest = Manifest(unit.options.output_dir, shard_name(f"{socket.gethostname()}-{os.getpid()}"))
 
     def pid(self) -> int:
@@ -210,16 +209,15 @@ class Detector:
         found: list[list[dict[str, Any]]] = []
         for start in range(0, len(images), size):
             chunk = images[start:start + size]
-            batch = InferenceBatch(np.zeros((size, height, width, 3), np.uint8), np.zeros((size, 2), np.int32),
-                                   np.ones(size, np.float32), len(chunk))
+            buffer = BatchBuffer(size, height, width)  # zeroed: letterboxing leaves the padding as it is
             geometries = []
             for row, image in enumerate(chunk):
                 _, geometry = letterbox_uint8(np.ascontiguousarray(image, dtype=np.uint8), (height, width),
-                                              out=batch.images[row])
-                batch.valid_hw[row] = geometry.resized_hw
-                batch.image_scales[row] = geometry.image_scale
+                                              out=buffer.images[row])
+                buffer.valid_hw[row] = geometry.resized_hw
+                buffer.scales[row] = geometry.image_scale
                 geometries.append(geometry)
-            result = self.engine.submit(batch).result()
+            result = self.engine.submit(buffer.batch(len(chunk))).result()
             for row, geometry in enumerate(geometries):
                 kept = self.filter.apply(geometry.clip_to_frame(result.detections[row, :result.num_valid[row]]))
                 found.append([{"box": [round(float(v), 2) for v in box[:4]], "score": round(float(box[4]), 4),

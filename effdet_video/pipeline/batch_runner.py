@@ -19,34 +19,39 @@ from typing import Any, Callable
 
 from effdet_video.core.control import POLL_S, Interrupted, RunControl
 from effdet_video.engine.base import Engine
+from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
-from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, fingerprint, options_hash
+from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, OutputShape, fingerprint, options_hash
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
-from effdet_video.sinks.base import FrameSink
+from effdet_video.sinks.factory import EncoderSettings, OutputPlan, SinkFactory
 from effdet_video.sources.base import FrameSource
-from effdet_video.sources.source import VideoFileSource, VideoInfo
+from effdet_video.sources.source import VideoFileSource
 
 
 # The source must have `info: VideoInfo`, and may have `decoder_used`, like VideoFileSource.
 SourceOpener = Callable[[Path], FrameSource]
-SinkOpener = Callable[[dict[str, Path], VideoInfo], list[FrameSink]]
 EngineProvider = Callable[[], Engine]
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchOptions:
-    """output_kinds: a subset of ('video', 'jsonl', 'coco'); jobs: inputs processed at the same time;
-    output_options: everything that shapes the outputs (model, thresholds, encoder...), hashed into the
-    manifest so that changing it redoes the inputs; redo: ignore the manifest."""
+    """output_kinds: a subset of ('video', 'jsonl', 'coco', 'tracks'); jobs: inputs processed at the same
+    time; engine: the engine every process builds (per device); encoder: the annotated videos'; redo:
+    ignore the manifest. What of these shapes the outputs is hashed into the manifest (`output_shape`)."""
 
     output_dir: Path
     output_kinds: tuple[str, ...]
     jobs: int = 4
     pipeline: PipelineOptions = PipelineOptions()
-    output_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engine: EngineSpec = EngineSpec()
+    encoder: EncoderSettings = EncoderSettings()
     redo: bool = False
+
+    def sink_factory(self) -> SinkFactory:
+        """What opens every input's sinks."""
+        return SinkFactory(self.encoder, self.pipeline.labels)
 
 
 @dataclasses.dataclass
@@ -128,25 +133,38 @@ def remove_partials_of(item: BatchItem, options: BatchOptions) -> None:
             remove_stale_partials(output)
 
 
-def process_item(item: BatchItem, outputs: dict[str, Path], engine: Engine, open_source: SourceOpener,
-                 open_sinks: SinkOpener, options: PipelineOptions,
+def process_item(item: BatchItem, plan: OutputPlan, engine: Engine, open_source: SourceOpener,
+                 open_sinks: SinkFactory, options: PipelineOptions,
                  control: RunControl) -> tuple[RunStats, str | None]:
-    """One input through its own pipeline into `outputs` (published only when complete); its run's
-    statistics and the decoder that decoded it."""
-    for output in outputs.values():
+    """One input through its own pipeline into the outputs of `plan` (published only when complete); its
+    run's statistics and the decoder that decoded it."""
+    for output in plan.paths().values():
         output.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(output)
     source = open_source(item.path)
     try:
-        sinks = open_sinks(outputs, source.info)
+        sinks = open_sinks(plan, source.info)
         return run_pipeline(source, engine, sinks, options, control), getattr(source, "decoder_used", None)
     finally:
         source.close()
 
 
+def output_shape(options: BatchOptions) -> OutputShape:
+    """What of `options` shapes the outputs: the encoder and the trails only where a video is written."""
+    video = "video" in options.output_kinds
+    tracking = options.pipeline.tracking
+    if tracking is not None and not video:
+        tracking = dataclasses.replace(tracking, trail_s=None)
+    spec = options.engine
+    return OutputShape(model=spec.model, weights=spec.weights, random_weights=spec.random_weights,
+                       precision=spec.precision, max_det=spec.max_det,
+                       detection_filter=options.pipeline.detection_filter, tracking=tracking,
+                       encoder=options.encoder if video else None, outputs=tuple(sorted(options.output_kinds)))
+
+
 def options_key(options: BatchOptions) -> str:
     """The manifest's hash of what shapes the outputs."""
-    return options_hash({**options.output_options, "outputs": sorted(options.output_kinds)})
+    return options_hash(output_shape(options))
 
 
 class ItemProcessor:
@@ -154,11 +172,11 @@ class ItemProcessor:
     and says what the manifest should record for each; it writes no manifest itself, so that it runs the
     same in a thread pool, a worker process or a Ray actor. `control` stops every input it is running."""
 
-    def __init__(self, options: BatchOptions, engine_for_stream: EngineProvider, open_sinks: SinkOpener,
-                 open_source: SourceOpener, control: RunControl) -> None:
+    def __init__(self, options: BatchOptions, engine_for_stream: EngineProvider, open_source: SourceOpener,
+                 control: RunControl) -> None:
         self.options = options
         self.engine_for_stream = engine_for_stream
-        self.open_sinks = open_sinks
+        self.open_sinks = options.sink_factory()
         self.open_source = open_source
         self.control = control
         self.options_key = options_key(options)
@@ -177,7 +195,7 @@ class ItemProcessor:
             self._active[key] = item_control
         try:
             stamp = fingerprint(item.path) if item.path.exists() else {}
-            stats, decoder = process_item(item, outputs, self.engine_for_stream(), self.open_source,
+            stats, decoder = process_item(item, OutputPlan(**outputs), self.engine_for_stream(), self.open_source,
                                           self.open_sinks, self.options.pipeline, item_control)
         except Exception as error:  # noqa: BLE001 - one input's failure must not stop the batch
             if self.control.stopping:
@@ -257,7 +275,7 @@ class BatchLedger:
 
 
 def run_batch(items: list[BatchItem], engine_for_stream: EngineProvider, options: BatchOptions,
-              open_sinks: SinkOpener, open_source: SourceOpener = VideoFileSource,
+              open_source: SourceOpener = VideoFileSource,
               control: RunControl | None = None,
               on_result: Callable[[ItemResult], None] | None = None) -> BatchSummary:
     """Process `items` (skipping those the manifest in `options.output_dir` shows done), `options.jobs`
@@ -267,7 +285,7 @@ def run_batch(items: list[BatchItem], engine_for_stream: EngineProvider, options
     started, and the summary says `interrupted`."""
     control = control or RunControl()
     ledger = BatchLedger(items, options, on_result=on_result)
-    processor = ItemProcessor(options, engine_for_stream, open_sinks, open_source, control)
+    processor = ItemProcessor(options, engine_for_stream, open_source, control)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs),
                                                thread_name_prefix="effdet-batch") as pool:

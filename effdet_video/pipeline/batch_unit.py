@@ -1,5 +1,5 @@
-"""`BatchUnit`: what one process needs to process batch inputs (options, engine spec, devices, decoder,
-sinks), as plain picklable settings, so that the same unit runs in the batch command's own process, in a
+"""`BatchUnit`: what one process needs to process batch inputs (options with the engine spec and the
+encoder, devices, decoder), as plain picklable settings, so that the same unit runs in the batch command's own process, in a
 worker process of `batch --processes` and in a Ray actor, each building its own engines from it.
 
 Opened, a unit has one engine per device; its inputs share them through a SharedEngine (cross-stream
@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 from effdet_video.engine.base import Engine
 from effdet_video.engine.shared import SharedEngine
 from effdet_video.engine.spec import EngineSpec
-from effdet_video.pipeline.batch_runner import BatchOptions, EngineProvider, SinkOpener, SourceOpener
+from effdet_video.pipeline.batch_runner import BatchOptions, EngineProvider, SourceOpener
 from effdet_video.sources.source import VideoOpener
 
 
@@ -67,9 +67,7 @@ class BatchUnit:
     threads for CPU engines, when several processes share the cores (None: the engine's default)."""
 
     options: BatchOptions
-    engine: EngineSpec
     devices: tuple[str, ...]
-    open_sinks: SinkOpener
     decoder: str = "cpu"
     frames_on_gpu: bool = False
     stream_batch: int = 8
@@ -89,7 +87,7 @@ class BatchUnit:
     def open(self) -> Iterator[OpenUnit]:
         """Build the engines (closed again on leaving)."""
         started = time.perf_counter()
-        engines = build_engines(self.engine, self.devices)
+        engines = build_engines(self.options.engine, self.devices)
         build_s = round(time.perf_counter() - started, 3)
         if self.cpu_threads and "cpu" in self.devices:
             import torch

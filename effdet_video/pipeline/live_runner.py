@@ -10,26 +10,24 @@ recording and JSON Lines outputs are finalised with what they hold - a valid, sh
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
-from effdet_video.core.control import Interrupted, RunControl
+from effdet_video.core.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.core.latency import LatencyRecorder
 from effdet_video.engine.base import Engine, InferenceBatch
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.sinks.base import FrameSink
-from effdet_video.sinks.detection_sinks import JsonLinesSink, TracksJsonSink
+from effdet_video.sinks.factory import EncoderSettings, OutputPlan, SinkFactory, SinkOpener, open_in_order
 from effdet_video.sinks.live_sinks import KeepOnAbort, LatencySink, StdoutJsonLinesSink, StreamOutputSink
 from effdet_video.sinks.output_file import check_output_path
 from effdet_video.sinks.preview import PreviewServer, PreviewSink
-from effdet_video.sinks.video_sink import VideoFileSink
 from effdet_video.sources.live_source import LiveLocation, LiveOptions, LiveSource
 from effdet_video.sources.source import VideoInfo
 from effdet_video.stages.infer import DetectionFilter
@@ -54,6 +52,13 @@ class LiveOutputs:
     tracks_json: Path | None = None
     overwrite: bool = False
 
+    def files(self) -> OutputPlan:
+        """The outputs written to files (not a URL, not stdout)."""
+        output = self.output if self.output and "://" not in self.output else None
+        jsonl = self.jsonl if self.jsonl and self.jsonl != "-" else None
+        return OutputPlan(video=Path(output) if output else None, jsonl=Path(jsonl) if jsonl else None,
+                          tracks=self.tracks_json)
+
     def check(self, location: LiveLocation) -> None:
         """Refuse bad output paths before anything is opened."""
         inputs = (Path(location.url),) if location.kind == "file" else ()
@@ -63,36 +68,16 @@ class LiveOutputs:
 
 
 def _sinks(outputs: LiveOutputs, info: VideoInfo, labels: dict[int, str] | None) -> list[FrameSink]:
-    """The recording (file or URL) and the detections; files are kept whatever stops the run."""
-    sinks: list[FrameSink] = []
+    """The recording (file or URL) and the detections; files are kept whatever stops the run (but
+    dropped if a later sink cannot be opened: then nothing was recorded)."""
+    streamed: list[SinkOpener] = []
     if outputs.output and "://" in outputs.output:
-        sinks.append(StreamOutputSink(outputs.output, info, outputs.output_format))
-    elif outputs.output:
-        sinks.append(KeepOnAbort(VideoFileSink(Path(outputs.output), info, audio=False, labels=labels)))
+        streamed.append(lambda: StreamOutputSink(outputs.output, info, outputs.output_format))
     if outputs.jsonl == "-":
-        sinks.append(StdoutJsonLinesSink(labels))
-    elif outputs.jsonl:
-        sinks.append(KeepOnAbort(JsonLinesSink(Path(outputs.jsonl), labels)))
-    if outputs.tracks_json:
-        sinks.append(KeepOnAbort(TracksJsonSink(Path(outputs.tracks_json), labels)))
-    return sinks
-
-
-@contextlib.contextmanager
-def _signals_stop(on_signal: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM call `on_signal` instead of raising (main thread only; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in signums}
-    for signum in signums:
-        signal.signal(signum, lambda received, _frame: on_signal(received))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        streamed.append(lambda: StdoutJsonLinesSink(labels))
+    files = SinkFactory(EncoderSettings(audio=False), labels).openers(outputs.files(), info)
+    sinks = open_in_order([*streamed, *files])
+    return [*sinks[:len(streamed)], *(KeepOnAbort(sink) for sink in sinks[len(streamed):])]
 
 
 def warm_up(engine: Engine) -> None:
@@ -123,7 +108,6 @@ def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Calla
     def on_signal(signum: int) -> None:
         stopped_by.append(signal.Signals(signum).name)
         source.stop()
-        control.fail(Interrupted(signum))
 
     def live_stats() -> dict[str, Any]:
         return {"source": {"url": location.url, "state": source.state, "message": source.end_message,
@@ -132,17 +116,18 @@ def run_live(location: LiveLocation, options: LiveOptions, engine_factory: Calla
 
     timer = threading.Timer(duration_s, source.stop) if duration_s else None
     try:
-        with _signals_stop(on_signal):
+        with stop_on_signals(control, on_signal):
             info = source.start()
             if info is not None:
                 with engine_factory() as engine:
-                    sinks = _sinks(outputs, info, labels)
+                    warm_up(engine)  # before any output is opened, so that a failure leaves none behind
                     if outputs.preview:
                         preview = PreviewServer(live_stats, outputs.preview_host, outputs.preview_port)
                         report(f"preview: {preview.url}")
+                    sinks = _sinks(outputs, info, labels)
+                    if preview:
                         sinks.append(PreviewSink(preview))
                     sinks.append(LatencySink(source, recorder))
-                    warm_up(engine)
                     source.begin()
                     recorder.restart()
                     if timer:

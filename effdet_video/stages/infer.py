@@ -8,7 +8,8 @@ import numpy as np
 
 from effdet_video.core.clock import StageClock
 from effdet_video.core.frames import FrameRecord
-from effdet_video.engine.base import Engine, InferenceBatch, PendingDetections
+from effdet_video.engine.base import Engine, PendingDetections
+from effdet_video.engine.packing import BatchBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,18 +44,14 @@ class EngineBatcher:
         self.in_flight = max(in_flight, engine.parallel_batches) if in_flight > 0 else 0
         size = engine.batch_size
         height, width = engine.image_size
-        self._images = np.zeros((size, height, width, 3), dtype=np.uint8)
-        self._valid_hw = np.zeros((size, 2), dtype=np.int32)
-        self._scales = np.ones(size, dtype=np.float32)
+        self._buffer = BatchBuffer(size, height, width)
         self._batch: list[FrameRecord] = []
         self._pending: collections.deque[tuple[list[FrameRecord], PendingDetections]] = collections.deque()
 
     def add(self, record: FrameRecord) -> list[FrameRecord]:
         """Queue one prepared frame; returns the frames whose detections are now known."""
-        slot = len(self._batch)
-        self._images[slot] = record.net_image
-        self._valid_hw[slot] = record.letterbox.resized_hw
-        self._scales[slot] = record.letterbox.image_scale
+        self._buffer.put(len(self._batch), record.net_image, record.letterbox.resized_hw,
+                         record.letterbox.image_scale)
         record.net_image = None
         self._batch.append(record)
         if len(self._batch) < self.engine.batch_size:
@@ -70,9 +67,7 @@ class EngineBatcher:
 
     def _submit(self) -> None:
         count = len(self._batch)
-        self._valid_hw[count:] = 0
-        self._scales[count:] = 1.0
-        batch = InferenceBatch(self._images, self._valid_hw, self._scales, count)
+        batch = self._buffer.batch(count)
         with self.clock.busy(items=count):
             self._pending.append((self._batch, self.engine.submit(batch)))
         self._batch = []
