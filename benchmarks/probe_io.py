@@ -1,6 +1,9 @@
 """One-off device measurements: NVDEC (PyAV hwaccel) vs CPU decode, and the libx264 encode ceiling."""
-import itertools, sys, time
+import itertools
+import sys
+import time
 from fractions import Fraction
+
 import av
 from av.codec.hwaccel import HWAccel
 

@@ -54,9 +54,9 @@ def automl_fixtures() -> Path:
 
 @pytest.fixture
 def engines(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Every engine the CLI builds, a FakeEngine (tests/fakes.py) with the spec's batch size and cap."""
+    """Every engine the CLI builds, a FakeEngine (tests/support/fakes.py) with the spec's batch size and cap."""
     from effdet_video.engine import factory
-    from fakes import FakeEngine
+    from tests.support.fakes import FakeEngine
 
     built: list[FakeEngine] = []
 

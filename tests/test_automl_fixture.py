@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tests.automl_fixture import assert_same_detections
+from tests.support.automl_fixture import assert_same_detections
 
 REFERENCE = np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.89995, 2], [40, 40, 50, 50, 0.5, 3]], float)
 

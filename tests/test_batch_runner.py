@@ -14,7 +14,8 @@ import pytest
 
 from effdet_video import cli
 from effdet_video.core.control import Interrupted, RunControl
-from effdet_video.engine import factory, shared as shared_module
+from effdet_video.engine import factory
+from effdet_video.engine import shared as shared_module
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
 from effdet_video.engine.shared import SharedEngine
 from effdet_video.pipeline.batch_inputs import BatchItem, find_inputs, read_list_file

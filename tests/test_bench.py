@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 
 from effdet_video.commands.bench import command as bench_command
-from tests.pipeline_clips import make_clip
+from tests.support.pipeline_clips import make_clip
 
 FRAMES = 12
 

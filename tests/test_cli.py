@@ -11,8 +11,8 @@ import pytest
 
 from effdet_video import cli
 from effdet_video.engine import factory
-from fakes import FakeEngine, fake_detections, run_cli
-from pipeline_clips import make_clip, probe
+from tests.support.fakes import FakeEngine, fake_detections, run_cli
+from tests.support.pipeline_clips import make_clip, probe
 
 
 def seconds(p) -> list[Fraction]:
@@ -235,11 +235,11 @@ def test_progress_bar_on_a_terminal_only(small_clip, tmp_path):
     import sys
     import termios
 
-    child = ("from effdet_video.engine import factory; from fakes import FakeEngine; "
+    child = ("from effdet_video.engine import factory; from tests.support.fakes import FakeEngine; "
              "factory.build_engine = lambda spec: FakeEngine(batch_size=spec.batch_size); "
              "from effdet_video.cli import main; main()")
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")])}
+    env = {**os.environ, "PYTHONPATH": str(repo)}
 
     def terminal_text(*extra: str) -> str:
         leader, follower = pty.openpty()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_clips import make_clip
+from tests.support.pipeline_clips import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

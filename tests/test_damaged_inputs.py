@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from damaged_media import make_noisy_mkv, overwrite, readable_frames, remux_to_mkv, truncate
 from effdet_video.ops.letterbox import letterbox_geometry
 from effdet_video.sources.source import VideoFileSource
-from fakes import run_cli
+from tests.support.damaged_media import make_noisy_mkv, overwrite, readable_frames, remux_to_mkv, truncate
+from tests.support.fakes import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_boxes_are_clipped_to_the_frame(frame_hw):
 def test_jsonl_and_coco_boxes_stay_inside_a_portrait_frame(tmp_path, capsys, monkeypatch):
     """A fake engine whose box reaches into the letterbox padding (right of a portrait frame)."""
     from effdet_video.engine import factory
-    from fakes import FakeEngine
-    from pipeline_clips import make_clip
+    from tests.support.fakes import FakeEngine
+    from tests.support.pipeline_clips import make_clip
 
     class PaddingEngine(FakeEngine):
         def submit(self, batch):
@@ -108,7 +108,7 @@ def test_unknown_class_opens_nothing(small_clip_path, tmp_path, capsys, engines)
 
 @pytest.fixture(scope="module")
 def small_clip_path(tmp_path_factory) -> Path:
-    from pipeline_clips import make_clip
+    from tests.support.pipeline_clips import make_clip
 
     return make_clip(tmp_path_factory.mktemp("small") / "small.mp4", 6, audio=True)
 

@@ -13,7 +13,7 @@ from effdet_video.engine.graph import DetectionGraph, host_nms, model_config
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.ops.letterbox import letterbox_geometry, preprocess_exact
-from tests.automl_fixture import NMS_PREFIXES, SEED0, SEED1, assert_same_detections, load_npz, reference_rows
+from tests.support.automl_fixture import NMS_PREFIXES, SEED0, SEED1, assert_same_detections, load_npz, reference_rows
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from effdet_video.engine.base import InferenceBatch
 from effdet_video.engine.cpu import CpuEngine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
-from tests.engine_inputs import FIXTURE, fixture_batch
+from tests.support.engine_inputs import FIXTURE, fixture_batch
 
 # Measured with ONNX Runtime 1.32 on the fixture (whose weights amplify float32 rounding, see
 # test_engine_cpu.py): scores within 4e-5 and boxes within 0.033 frame pixels of the eager engine.

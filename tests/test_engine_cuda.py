@@ -8,8 +8,8 @@ import pytest
 
 from effdet_video.engine.cpu import CpuEngine
 from effdet_video.engine.spec import EngineSpec
-from tests.automl_fixture import assert_same_detections
-from tests.engine_inputs import FIXTURE, fixture_batch
+from tests.support.automl_fixture import assert_same_detections
+from tests.support.engine_inputs import FIXTURE, fixture_batch
 
 pytestmark = pytest.mark.gpu
 

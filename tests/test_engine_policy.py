@@ -8,8 +8,8 @@ from effdet_video.commands import bench as bench_command
 from effdet_video.commands.common import engine_options, engine_spec
 from effdet_video.engine import policy
 from effdet_video.engine.policy import autotunes_cudnn, default_batch_size, prefers_quick_start
-from fakes import run_cli
-from pipeline_clips import make_clip
+from tests.support.fakes import run_cli
+from tests.support.pipeline_clips import make_clip
 
 DEFAULTS = {  # (mode, device) -> the engine batch a command builds without --batch-size
     ("run", "cpu"): 2, ("run", "cuda"): 8, ("run", "cuda:1"): 8,

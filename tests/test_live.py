@@ -13,7 +13,7 @@ import pytest
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
 from effdet_video.sources.live_source import LatestFrame, LiveLocation, LiveOptions, LiveSource, parse_location
-from fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 ENGINE_S = 0.1
 
@@ -134,7 +134,7 @@ class _SlowToStart(FakeEngine):
 def test_a_file_plays_only_once_the_engine_is_ready(tmp_path) -> None:
     """`live clip --realtime --duration 5` on a 3 s clip, the engine taking 1.5 s to build and 1.5 s for
     its first batch: the clock starts after both, so the frames are processed, not dropped."""
-    from pipeline_clips import make_clip
+    from tests.support.pipeline_clips import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", 30, rate=10)
 

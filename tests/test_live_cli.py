@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from live_helpers import CLIP_SIZE, LiveProcess, free_udp_port, make_ts_clip, start_streamer
+from tests.support.live_helpers import CLIP_SIZE, LiveProcess, free_udp_port, make_ts_clip, start_streamer
 
 ENGINE_ARGS = ("--device", "cpu", "--random-weights", "--image-size", "128", "--score-threshold", "0",
                "--max-det", "3")

@@ -16,7 +16,7 @@ from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, Rea
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
 from effdet_video.sources.live_source import LiveOptions, parse_location
 from effdet_video.stages.annotate import class_colour
-from live_helpers import CLIP_SIZE, free_udp_port, make_ts_clip, start_streamer
+from tests.support.live_helpers import CLIP_SIZE, free_udp_port, make_ts_clip, start_streamer
 
 PERSON = 1
 COLOUR_TOLERANCE = 40

@@ -9,7 +9,7 @@ import torch
 from effdet_video.configs import get_model_config
 from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.keras_layout import keras_groups
-from tests.automl_fixture import SEED1
+from tests.support.automl_fixture import SEED1
 
 
 def _layout(name: str) -> list[tuple[str, tuple[int, ...]]]:

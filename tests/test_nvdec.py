@@ -17,8 +17,8 @@ from effdet_video.errors import UserError
 from effdet_video.sources import hw_decode
 from effdet_video.sources.source import VideoFileSource, VideoOpener
 from effdet_video.stages.prepare import prepare_frame
-from fakes import FakeEngine, run_cli
-from pipeline_clips import probe
+from tests.support.fakes import FakeEngine, run_cli
+from tests.support.pipeline_clips import probe
 
 CLIP = "pan-720p30-h264-noaudio.mp4"  # 90 frames
 

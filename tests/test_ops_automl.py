@@ -20,7 +20,7 @@ from effdet_video.ops.postprocess import (
     score_anchors,
     score_levels,
 )
-from tests.automl_fixture import LEVELS, SEED0, SEED1, load_npz, load_sidecar
+from tests.support.automl_fixture import LEVELS, SEED0, SEED1, load_npz, load_sidecar
 
 CONFIG = get_model_config("d0")
 # (npz key prefix, NMS config) of the two post-processing variants the fixture stores.

@@ -17,9 +17,8 @@ import pytest
 from effdet_video.errors import UserError
 from effdet_video.sinks import detection_sinks, output_file
 from effdet_video.sinks.output_file import UnnamedFile
-from pipeline_clips import make_clip
-from fakes import run_cli
-from pipeline_clips import encode_all
+from tests.support.fakes import run_cli
+from tests.support.pipeline_clips import encode_all, make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

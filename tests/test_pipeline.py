@@ -20,8 +20,8 @@ from effdet_video.sinks.video_sink import VideoFileSink
 from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.prepare import picture_to_rgb, to_display_orientation
-from fakes import EngineFailure, FakeEngine, fake_detections
-from pipeline_clips import make_clip
+from tests.support.fakes import EngineFailure, FakeEngine, fake_detections
+from tests.support.pipeline_clips import make_clip
 
 STOP_LIMIT_S = 2.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_clips import make_clip
+from tests.support.pipeline_clips import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ from effdet_video.pipeline.runner import run_pipeline
 from effdet_video.sinks.detection_sinks import JsonLinesSink
 from effdet_video.sinks.video_sink import VideoFileSink
 from effdet_video.sources.source import VideoFileSource
-from fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 source_path, out = Path(sys.argv[1]), Path(sys.argv[2])
 source = VideoFileSource(source_path)

@@ -21,8 +21,8 @@ from effdet_video.sinks import factory
 from effdet_video.sinks.base import FrameSink
 from effdet_video.sinks.factory import EncoderSettings, OutputPlan, open_in_order
 from effdet_video.stages.infer import DetectionFilter
-from fakes import run_cli
-from pipeline_clips import make_clip
+from tests.support.fakes import run_cli
+from tests.support.pipeline_clips import make_clip
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages.annotate import class_colour, draw_detections
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.prepare import to_coded_orientation, to_display_orientation
-from pipeline_clips import make_clip
+from tests.support.pipeline_clips import make_clip
 
 
 def test_reorder_buffer_releases_consecutive_indices_only():

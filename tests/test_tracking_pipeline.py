@@ -10,8 +10,8 @@ import pytest
 
 from effdet_video.core.frames import FrameRecord
 from effdet_video.stages.track import FrameTracker, tracking_options
-from fakes import run_cli
-from pipeline_clips import make_clip
+from tests.support.fakes import run_cli
+from tests.support.pipeline_clips import make_clip
 
 
 def record(index: int, rows: list[list[float]], rate: int = 25) -> FrameRecord:

@@ -13,8 +13,7 @@ from effdet_video.engine.base import InferenceBatch
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.models.efficientdet import EfficientDet
-from effdet_video.models.weights import load_automl_h5
-from effdet_video.models.weights import checkpoint_num_classes
+from effdet_video.models.weights import checkpoint_num_classes, load_automl_h5
 from effdet_video.training.checkpoint import initial_model
 
 

@@ -18,7 +18,7 @@ from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
 from effdet_video.sinks.video_sink import VideoFileSink
 from effdet_video.sources.source import VideoFileSource
-from pipeline_clips import make_clip
+from tests.support.pipeline_clips import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,15 @@ from effdet_video.models.efficientdet import EfficientDet
 from effdet_video.models.weights import load_automl_h5, save_automl_h5
 from effdet_video.ops.anchors import generate_anchors
 from effdet_video.ops.postprocess import detect, pre_nms
-from tests.automl_fixture import (LEVELS, NMS_PREFIXES, SEED1, as_stored, assert_same_detections, load_npz,
-                                  reference_rows)
+from tests.support.automl_fixture import (
+    LEVELS,
+    NMS_PREFIXES,
+    SEED1,
+    as_stored,
+    assert_same_detections,
+    load_npz,
+    reference_rows,
+)
 
 # TF's own float32 run is within 2.6e-5 of its float64 run on this fixture (its sidecar), so both bounds
 # leave room only for rounding: a wrong operation, order or constant moves outputs far more.

@@ -17,9 +17,20 @@ from typing import Any, Callable
 
 import click
 
-from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
-                                          encoder_options, encoder_settings, engine_options, engine_spec,
-                                          model_labels, track_options, tracking, video_opener)
+from effdet_video.commands.common import (
+    debug_option,
+    decoder_option,
+    detection_filter,
+    detection_options,
+    encoder_options,
+    encoder_settings,
+    engine_options,
+    engine_spec,
+    model_labels,
+    track_options,
+    tracking,
+    video_opener,
+)
 from effdet_video.core.control import Interrupted, RunControl, stop_on_signals
 from effdet_video.engine.policy import STREAM_BATCH
 from effdet_video.errors import UserError

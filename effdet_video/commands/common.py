@@ -9,11 +9,10 @@ setting travels as a typed object (EngineSpec, DetectionFilter, TrackingOptions,
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import click
-
-from pathlib import Path
 
 from effdet_video.configs.labels import coco_labels, labels_for_weights
 from effdet_video.engine.policy import Mode, cpu_streams, default_batch_size

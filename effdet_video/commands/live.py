@@ -9,8 +9,16 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, detection_filter, detection_options, engine_options,
-                                          engine_spec, model_labels, track_options, tracking)
+from effdet_video.commands.common import (
+    debug_option,
+    detection_filter,
+    detection_options,
+    engine_options,
+    engine_spec,
+    model_labels,
+    track_options,
+    tracking,
+)
 from effdet_video.errors import UserError
 from effdet_video.pipeline.live_runner import LiveOutputs, run_live
 from effdet_video.sources.live_source import LiveOptions, parse_location

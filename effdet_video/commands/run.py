@@ -7,9 +7,20 @@ from typing import Any
 
 import click
 
-from effdet_video.commands.common import (debug_option, decoder_option, detection_filter, detection_options,
-                                          encoder_options, encoder_settings, engine_options, engine_spec,
-                                          model_labels, single_video_opener, track_options, tracking)
+from effdet_video.commands.common import (
+    debug_option,
+    decoder_option,
+    detection_filter,
+    detection_options,
+    encoder_options,
+    encoder_settings,
+    engine_options,
+    engine_spec,
+    model_labels,
+    single_video_opener,
+    track_options,
+    tracking,
+)
 from effdet_video.core.control import RunControl, stop_on_signals
 from effdet_video.errors import UserError
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline

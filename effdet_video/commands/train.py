@@ -61,8 +61,8 @@ def command(data_json: Path, images: Path, model: str, init: Path | None, num_cl
             output: Path, **_: object) -> None:
     """Train an EfficientDet on a COCO-format dataset (fine-tune with --init)."""
     from effdet_video.configs import get_model_config
-    from effdet_video.engine.factory import resolve_device
     from effdet_video.configs.labels import labels_path, write_labels
+    from effdet_video.engine.factory import resolve_device
     from effdet_video.training import checkpoint, data, trainer
 
     if output.suffix != ".h5":

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
-from effdet_video.engine.policy import cpu_threads
 from effdet_video.engine.graph import build_detection_graph, host_nms, model_config
+from effdet_video.engine.policy import cpu_threads
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 

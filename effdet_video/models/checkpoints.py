@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from importlib import resources
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
 import h5py

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effdet_video.ops.depthwise import depthwise_conv2d, pad_same, uses_kernel
+from ..ops.depthwise import depthwise_conv2d, pad_same, uses_kernel
 
 
 class Conv2dSame(nn.Conv2d):

@@ -20,8 +20,8 @@ gone (its pipe closed) stops the same way.
 from __future__ import annotations
 
 import collections
-import contextlib
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -30,11 +30,17 @@ import signal
 import time
 from typing import Any, Callable
 
+from effdet_video.core.control import POLL_S, Interrupted, RunControl, stop_on_signals
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
-from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemProcessor, ItemResult,
-                                                describe_error, remove_partials_of)
-from effdet_video.core.control import POLL_S, Interrupted, RunControl, stop_on_signals
+from effdet_video.pipeline.batch_runner import (
+    BatchLedger,
+    BatchSummary,
+    ItemProcessor,
+    ItemResult,
+    describe_error,
+    remove_partials_of,
+)
 from effdet_video.pipeline.batch_unit import BatchUnit, thread_locks_for_progress_bars
 
 STOP_GRACE_S = 0.5  # how long stopped workers may take to stop their inputs; then they are killed, within 2 s

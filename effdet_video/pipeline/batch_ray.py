@@ -25,15 +25,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from effdet_video.configs.labels import label_name
+from effdet_video.core.control import POLL_S, Interrupted, RunControl
 from effdet_video.engine.packing import BatchBuffer
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.batch_inputs import BatchItem
 from effdet_video.pipeline.batch_manifest import Manifest, ManifestEntry, shard_name
-from effdet_video.pipeline.batch_runner import (BatchLedger, BatchSummary, ItemProcessor, ItemResult,
-                                                remove_partials_of)
-from effdet_video.core.control import POLL_S, Interrupted, RunControl
+from effdet_video.pipeline.batch_runner import BatchLedger, BatchSummary, ItemProcessor, ItemResult, remove_partials_of
 from effdet_video.pipeline.batch_unit import BatchUnit, build_engines, thread_locks_for_progress_bars
 from effdet_video.stages.infer import DetectionFilter
 

@@ -29,7 +29,6 @@ from effdet_video.sinks.factory import EncoderSettings, OutputPlan, SinkFactory
 from effdet_video.sources.base import FrameSource
 from effdet_video.sources.source import VideoFileSource
 
-
 # The source must have `info: VideoInfo`, and may have `decoder_used`, like VideoFileSource.
 SourceOpener = Callable[[Path], FrameSource]
 EngineProvider = Callable[[], Engine]

@@ -39,8 +39,7 @@ from effdet_video.sinks.encoding import default_codec, encoder_options, encoder_
 from effdet_video.sinks.output_file import PartialFile
 from effdet_video.sources.source import VideoInfo
 from effdet_video.stages.annotate import PlaneGeometry, paint_lists
-from effdet_video.stages.canvas import (SUBSAMPLING, GpuFrame, byte_layout, chroma_size, pack_picture,
-                                        packed_planes)
+from effdet_video.stages.canvas import SUBSAMPLING, GpuFrame, byte_layout, chroma_size, pack_picture, packed_planes
 
 if TYPE_CHECKING:
     import torch

@@ -15,10 +15,15 @@ import av
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
 from effdet_video.sources.base import FrameSource
-from effdet_video.sources.hw_decode import (DECODERS, gpu_preparable, nvdec_hwaccel, nvdec_problem, on_gpu,
-                                            single_threaded)
+from effdet_video.sources.hw_decode import (
+    DECODERS,
+    gpu_preparable,
+    nvdec_hwaccel,
+    nvdec_problem,
+    on_gpu,
+    single_threaded,
+)
 from effdet_video.sources.input_damage import DamageLog
-
 
 # FFmpeg's demuxers of single images (the image2 family: png_pipe, jpeg_pipe, ...).
 _IMAGE_DEMUXERS = ("image2",)

@@ -14,6 +14,7 @@ import colorsys
 import dataclasses
 import functools
 from typing import Sequence
+
 import cv2
 import numpy as np
 

@@ -26,8 +26,7 @@ import dataclasses
 import numpy as np
 
 from effdet_video.tracking.association import box_iou, match
-from effdet_video.tracking.kalman import (MOTION_ROWS, VELOCITY, KalmanBoxFilter, MotionNoise, motion_boxes,
-                                          position_std)
+from effdet_video.tracking.kalman import MOTION_ROWS, VELOCITY, KalmanBoxFilter, MotionNoise, motion_boxes, position_std
 
 TENTATIVE, TRACKED, LOST = 0, 1, 2
 NO_TRACK = -1

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from effdet_video import cli
-
 from effdet_video.engine.base import DetectionBatch, Engine, InferenceBatch, PendingDetections, ReadyDetections
 
 

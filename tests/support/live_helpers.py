@@ -13,8 +13,8 @@ from pathlib import Path
 
 import av
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
+SUPPORT = Path(__file__).resolve().parent
+REPO = SUPPORT.parents[1]
 CLIP_SIZE = (320, 180)
 
 
@@ -41,7 +41,7 @@ def free_udp_port() -> int:
 
 
 def start_streamer(clip: Path, port: int, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(TESTS / "live_streamer.py"), str(clip), str(port), str(seconds)],
+    return subprocess.Popen([sys.executable, str(SUPPORT / "live_streamer.py"), str(clip), str(port), str(seconds)],
                             stdout=subprocess.DEVNULL)
 
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from pipeline_clips import encode_all, sine_audio
+from tests.support.pipeline_clips import encode_all, sine_audio
 
 
 def make_noisy_mkv(path: Path, frames: int = 40, width: int = 160, height: int = 120, rate: int = 10,

@@ -1,7 +1,7 @@
 """Test helper (a process of its own): plays an MPEG-TS clip in real time as a live UDP stream to a loopback port, replaying it for
 a bounded time, then exits by itself.
 
-    python tests/live_streamer.py CLIP.ts PORT SECONDS
+    python tests/support/live_streamer.py CLIP.ts PORT SECONDS
 """
 from __future__ import annotations
 

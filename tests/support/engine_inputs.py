@@ -7,7 +7,7 @@ import numpy as np
 
 from effdet_video.engine.base import InferenceBatch
 from effdet_video.ops.letterbox import letterbox_uint8
-from tests.automl_fixture import SEED1, load_npz
+from tests.support.automl_fixture import SEED1, load_npz
 
 FIXTURE = SEED1
 
