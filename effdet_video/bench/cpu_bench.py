@@ -92,8 +92,9 @@ def bench_effdet_cpu(model: str, batch_size: int, seconds: float, latency_iterat
 
     try:
         import effdet
-    except ImportError as error:
-        return {"peer": "effdet", "error": f"the effdet peer needs `pip install effdet==0.4.1` ({error})"}
+    except Exception as error:  # noqa: BLE001 - a missing or broken peer (e.g. a mismatched torchvision)
+        return {"peer": "effdet", "error": f"the effdet peer needs `pip install effdet==0.4.1` "
+                                          f"({type(error).__name__}: {error})"[:300]}
     torch.set_num_threads(cpu_threads())
     bench = effdet.create_model(EFFDET_NAMES[model], bench_task="predict", pretrained=False,
                                 pretrained_backbone=False).eval()
