@@ -19,15 +19,11 @@ import click
 
 from effdet_video.commands.common import (
     debug_option,
-    decoder_option,
     detection_filter,
-    detection_options,
-    encoder_options,
     encoder_settings,
-    engine_options,
     engine_spec,
+    file_options,
     model_labels,
-    track_options,
     tracking,
     video_opener,
 )
@@ -107,11 +103,7 @@ def print_result(result: ItemResult) -> None:
               help="Frames a stream hands the shared engine at a time.")
 @click.option("--linger-ms", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="How long a partial engine batch waits for more streams' frames.")
-@engine_options
-@decoder_option
-@detection_options
-@track_options
-@encoder_options
+@file_options
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Worker processes, each with its own engine and --jobs share, the devices in turn "
                    "(with --ray: the number of actors).")

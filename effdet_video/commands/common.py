@@ -202,3 +202,7 @@ def tracking(options: dict[str, Any]) -> TrackingOptions | None:
                 raise UserError(f"--{name.replace('_', '-')} needs --track")
         return None
     return tracking_options(options["score_threshold"], options["track_patience"], options["trails"])
+
+
+# The options of the commands that read video files and write their outputs (`run`, `batch`).
+file_options = _stack(engine_options, decoder_option, detection_options, track_options, encoder_options)

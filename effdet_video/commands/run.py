@@ -9,16 +9,12 @@ import click
 
 from effdet_video.commands.common import (
     debug_option,
-    decoder_option,
     detection_filter,
-    detection_options,
-    encoder_options,
     encoder_settings,
-    engine_options,
     engine_spec,
+    file_options,
     model_labels,
     single_video_opener,
-    track_options,
     tracking,
 )
 from effdet_video.core.control import RunControl, stop_on_signals
@@ -85,11 +81,7 @@ def report(stats: RunStats, source: VideoFileSource, sinks: list[FrameSink], qui
 @click.option("--tracks-json", type=click.Path(dir_okay=False), default=None,
               help="With --track: also write one summary per track (id, class, first/last pts, frames, score).")
 @click.option("--no-video", is_flag=True, help="Write detections only (needs --jsonl, --coco or --tracks-json).")
-@engine_options
-@decoder_option
-@detection_options
-@track_options
-@encoder_options
+@file_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no timing summary.")
 @debug_option
