@@ -14,6 +14,7 @@ import torch
 
 from effdet_video.bench.engine_bench import pipelined_throughput, random_batches
 from effdet_video.bench.stats import ratio, summarize_latencies, time_calls
+from effdet_video.engine.cpu_exported import cpuinfo
 from effdet_video.engine.factory import build_engine
 from effdet_video.engine.policy import cpu_streams, cpu_threads
 from effdet_video.engine.spec import EngineSpec
@@ -24,15 +25,7 @@ DEFAULT_CPU_BACKENDS = "eager,onnxruntime,openvino,openvino-bf16"
 
 def cpu_features() -> dict:
     """What the CPU offers for reduced precision (Linux /proc/cpuinfo flags) and the threads used."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = set((cpuinfo("flags") or "").split())
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8")
     return {"threads": cpu_threads(), "flags": [flag for flag in wanted if flag in flags]}
 

@@ -119,16 +119,22 @@ def split_spatial_means(path: str) -> None:
     onnx.save(model, path)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
+def cpuinfo(field: str) -> str | None:
+    """The value of `field` ('model name', 'flags', ...) for the first CPU in Linux /proc/cpuinfo, or None."""
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == field:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module knows."""
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _run_s(session, inputs: tuple[np.ndarray, ...], budget_s: float = 2.0) -> float:
