@@ -76,6 +76,25 @@ class FakeEngine(Engine):
         self.closed = True
 
 
+class PacedEngine(Engine):
+    """A real engine that takes at least `seconds` per batch: a live test's drop rate then follows this
+    pace, not how busy the machine happens to be (as long as the engine itself is faster)."""
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self.engine, self.seconds = engine, seconds
+        self.batch_size, self.image_size = engine.batch_size, engine.image_size
+        self.max_det, self.device = engine.max_det, engine.device
+
+    def submit(self, batch: InferenceBatch) -> PendingDetections:
+        started = time.monotonic()
+        result = self.engine.infer(batch)
+        time.sleep(max(0.0, started + self.seconds - time.monotonic()))
+        return ReadyDetections(result)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 class _Delayed(PendingDetections):
     def __init__(self, batch: DetectionBatch, delay_s: float) -> None:
         self._batch = batch
