@@ -222,7 +222,7 @@ class ExportedCpuEngine(Engine):
         scales = np.array(batch.image_scales, dtype=np.float32)
         collect = self._session.start(np.ascontiguousarray(batch.images),
                                       np.asarray(batch.valid_hw, dtype=np.int32), scales)
-        return _PendingNms(collect, scales, batch.count, self)
+        return _PendingNms(collect, scales, batch.count, self.nms)
 
     def close(self) -> None:
         self._session.close()
@@ -241,8 +241,8 @@ class _PendingNms(PendingDetections):
     """A batch the runtime may still be running; its NMS runs when the result is collected, on the
     collecting thread, while the runtime's streams work on the batches behind it."""
 
-    def __init__(self, collect, scales: np.ndarray, count: int, engine: ExportedCpuEngine) -> None:
-        self._collect, self._scales, self._count, self._engine = collect, scales, count, engine
+    def __init__(self, collect, scales: np.ndarray, count: int, nms) -> None:
+        self._collect, self._scales, self._count, self._nms = collect, scales, count, nms
 
     def result(self) -> DetectionBatch:
-        return self._engine.nms(self._collect(), self._scales, self._count)
+        return self._nms(self._collect(), self._scales, self._count)

@@ -41,11 +41,15 @@ _CPU_DEFAULTS: dict[Mode, int] = {"run": CPU_BATCH, "live": LIVE_BATCH, "batch":
                                   "demo": DEMO_BATCH, "bench": CPU_BATCH}
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+
+
 def default_batch_size(mode: Mode, device: str) -> int:
     """The engine batch of command `mode` on a resolved `device` (cpu, cuda, cuda:N) when the user gives
     none. `bench` times the start and the video run of a plain `run`, so it takes `run`'s batch."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    _check_mode(mode)
     if device == "auto":
         raise ValueError("default_batch_size needs a resolved device, not 'auto'")
     return (_CPU_DEFAULTS if device == "cpu" else _GPU_DEFAULTS)[mode]
@@ -70,8 +74,7 @@ def cpu_streams(mode: Mode, device: str, threads: int | None = None) -> int:
     """How many batches the engine of command `mode` on a resolved `device` works on at once: on a CPU
     (`threads` of them, default this process's) `live` wants each frame done soonest, so one batch gets
     every thread, and the others want frames per second; other devices run one batch at a time."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    _check_mode(mode)
     if device != "cpu" or mode == "live":
         return 1
     return max(1, min(cpu_threads() if threads is None else threads, MAX_CPU_STREAMS))
