@@ -20,9 +20,9 @@ for path in map(Path, sys.argv[1:]):
               "settled", (start.get("settled") or {}).get("settled_s"), {k: (start.get("settled") or {}).get("build", {}).get(k) for k in ("compiler", "compiled_after_s", "compile_error")})
     if "video" in data:
         v = data["video"]
-        for key in ("ours", "ours_no_video", "transcode", "encode_only", "writer_only", "naive"):
+        for key in ("ours", "ours_20_boxes", "ours_no_video", "transcode", "encode_only", "writer_only", "naive"):
             e = v[key]
-            print(name, key, "fps", e["fps"], "frames", e["frames"], "decoder", e.get("decoder"), "bound_by", e.get("bound_by"), "cpu", e.get("cpu"),
+            print(name, key, "fps", e["fps"], "frames", e["frames"], "decoder", e.get("decoder"), "bound_by", e.get("bound_by"), "cpu", e.get("cpu"), "enc", e.get("encoder"),
                   {s["name"]: round(s["utilisation"], 2) for s in e.get("stages", [])})
         print(name, "ratios", v["ratios"])
     if "ratios" in data and "video" not in data:

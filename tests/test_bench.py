@@ -26,7 +26,7 @@ def test_bench_video_runs_all_five_pipelines_over_every_frame(tmp_path):
         assert row["engine"] == "CpuEngine" and row["img_s"] > 0
         assert row["latency"]["p50_ms"] <= row["latency"]["p99_ms"]
     video = data["video"]
-    for run in ("ours", "ours_no_video", "transcode", "encode_only", "naive"):
+    for run in ("ours", "ours_20_boxes", "ours_no_video", "transcode", "encode_only", "naive"):
         assert video[run]["frames"] == FRAMES, run
         assert video[run]["fps"] > 0
     assert video["naive"]["detector"].startswith("effdet-video engine")  # no GPU here: our engine, batch 1
@@ -46,7 +46,7 @@ def test_bench_video_frame_limit(tmp_path):
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
     video = json.loads(result.stdout[result.stdout.index("{"):])["video"]
-    assert [video[run]["frames"] for run in ("ours", "ours_no_video", "transcode", "naive")] == [5, 5, 5, 5]
+    assert [video[run]["frames"] for run in ("ours", "ours_20_boxes", "ours_no_video", "transcode", "naive")] == [5, 5, 5, 5, 5]
 
 
 def test_startup_probe_reports_first_detections_then_the_settled_engine():
@@ -77,3 +77,15 @@ def test_the_transcode_peer_lets_the_encoder_choose_each_frame_type(tmp_path):
     assert (tmp_path / "transcode.mp4").read_bytes() == (tmp_path / "fresh.mp4").read_bytes()
     with av.open(str(tmp_path / "transcode.mp4")) as written:
         assert {int(f.pict_type) for f in written.decode(video=0)} == {1, 2, 3}  # x264 chose B-frames too
+
+
+def test_the_bench_runs_gpu_frames_through_the_pipeline_as_the_cli_does():
+    """`bench --video` wraps its source (FirstFrames); the pipeline prepares and draws NVDEC's frames in
+    groups on one worker only when the source says they are on the GPU, so the wrapper must say so."""
+    import types
+
+    from effdet_video.bench.video_bench import FirstFrames
+
+    for on_gpu in (True, False):
+        source = types.SimpleNamespace(info=None, expected_frames=300, frames_on_gpu=on_gpu)
+        assert FirstFrames(source, 10).frames_on_gpu is on_gpu

@@ -1,6 +1,8 @@
 """End-to-end video runs for `bench --video`, all in one process and run so their ratios are fair:
 
   ours:            the streaming pipeline writing an annotated video (what `effdet-video IN -o OUT` does);
+  ours_20_boxes:   the same with the 20 best detections of every frame drawn whatever their score (random
+                   weights score below the default threshold, so `ours` may draw nothing at all);
   ours_no_video:   the same with detections only (JSON Lines);
   ours_no_video_track: (with tracking) the same with the tracker on, and what it cost ("tracking");
   transcode:       a sequential PyAV decode -> libx264 (same settings) loop with no model;
@@ -44,6 +46,7 @@ PRESET = "veryfast"
 ENCODER = EncoderSettings(preset=PRESET)  # our writer's, as the peers encode: libx264 (the .mp4 default), crf 20
 RATE = Fraction(30)
 SourceOpener = Callable[[Path], VideoFileSource]
+DRAWN_BOXES = DetectionFilter(score_threshold=0.0, max_det=20)
 
 
 class FirstFrames(FrameSource):
@@ -52,6 +55,7 @@ class FirstFrames(FrameSource):
     def __init__(self, source: VideoFileSource, limit: int | None) -> None:
         self.source, self.limit = source, limit
         self.info = source.info
+        self.frames_on_gpu = source.frames_on_gpu  # the pipeline then prepares and draws as the CLI's does
         total = source.expected_frames
         self.expected_frames = min(total, limit) if total and limit else (limit or total)
 
@@ -195,7 +199,8 @@ def naive(path: Path, limit: int | None, folder: Path, detector: Callable[[np.nd
 
 
 def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: bool,
-         open_source: SourceOpener, tracking: TrackingOptions | None = None) -> tuple[int, dict]:
+         open_source: SourceOpener, tracking: TrackingOptions | None = None,
+         detection_filter: DetectionFilter = DetectionFilter()) -> tuple[int, dict]:
     """Frames and the run's statistics, with the decoder that decoded (nvdec, cpu)."""
     source = FirstFrames(open_source(path), limit)
     try:
@@ -203,11 +208,12 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
             plan = OutputPlan(video=folder / "ours.mp4") if video else OutputPlan(jsonl=folder / "ours.jsonl")
             sinks = SinkFactory(ENCODER)(plan, source.info)
             cpu = _cpu_seconds()
-            stats = run_pipeline(source, engine, sinks, PipelineOptions(tracking=tracking))
+            stats = run_pipeline(source, engine, sinks,
+                                 PipelineOptions(detection_filter=detection_filter, tracking=tracking))
             used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
-    encoder = sinks[0].phases if video else {}
+    encoder = {**sinks[0].phases, "slots_pinned": sinks[0].slots_pinned} if video else {}
     return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used, "encoder": encoder}
 
 
@@ -230,16 +236,19 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         folder = Path(tmp)
         stats: dict = {}
 
-        def run_ours(key: str, video: bool, track: TrackingOptions | None) -> Callable[[Path], int]:
+        def run_ours(key: str, video: bool, track: TrackingOptions | None,
+                     detection_filter: DetectionFilter) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                frames, stats[key] = ours(path, limit, folder, spec, video, open_source, track)
+                frames, stats[key] = ours(path, limit, folder, spec, video, open_source, track, detection_filter)
                 return frames
             return run
 
-        runs = [("ours", True, None), ("ours_no_video", False, None)]
-        runs += [("ours_no_video_track", False, tracking)] if tracking else []
-        for key, video, track in runs:
-            timed = _timed(run_ours(key, video, track), folder)
+        default = DetectionFilter()
+        runs = [("ours", True, None, default), ("ours_20_boxes", True, None, DRAWN_BOXES),
+                ("ours_no_video", False, None, default)]
+        runs += [("ours_no_video_track", False, tracking, default)] if tracking else []
+        for key, video, track, detection_filter in runs:
+            timed = _timed(run_ours(key, video, track, detection_filter), folder)
             run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
             result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                            "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
@@ -250,7 +259,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         result["writer_only"] = writer_only(path, limit, folder)
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
-    for key, _, _ in runs:
+    for key, *_ in runs:
         stages = result[key]["stages"]
         result[key]["bound_by"] = max(stages, key=lambda s: s["utilisation"])["name"]
     if tracking:
@@ -259,6 +268,8 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         "e2e_vs_naive": ratio(result["ours"]["fps"], result["naive"]["fps"]),
         "e2e_vs_transcode": ratio(result["ours"]["fps"], result["transcode"]["fps"]),
         "e2e_vs_encode_only": ratio(result["ours"]["fps"], result["encode_only"]["fps"]),
+        "e2e_20_boxes_vs_encode_only": ratio(result["ours_20_boxes"]["fps"], result["encode_only"]["fps"]),
+        "e2e_20_boxes_vs_transcode": ratio(result["ours_20_boxes"]["fps"], result["transcode"]["fps"]),
         "no_video_vs_naive": ratio(result["ours_no_video"]["fps"], result["naive"]["fps"]),
     }
     return result

@@ -56,7 +56,8 @@ class SlotPool:
         self._next = 0
         self._closed: str | None = None
         self._changed = threading.Condition()
-        self._pinned = False
+        self.pinned = False  # whether the slots were page-locked for DMA from the GPU (pin)
+        self._pin_tried = False
 
     def acquire(self, index: int) -> int:
         """A free slot for frame `index` (0, 1, 2, ...; each once), once every earlier frame has one."""
@@ -84,12 +85,17 @@ class SlotPool:
         straight into them by DMA; where the driver refuses, copies still work, through a staging buffer."""
         import torch
 
-        if self._pinned or self.array is None:
-            return
-        try:
-            self._pinned = int(torch.cuda.cudart().cudaHostRegister(self.array.ctypes.data, self.array.nbytes, 0)) == 0
-        except (RuntimeError, AttributeError):  # no such call in this build: staged copies
-            self._pinned = False
+        # Tried once, by whichever thread asks first: registering a range twice fails, and a failure stays
+        # as the calling thread's CUDA error, which its next kernel launch raises.
+        with self._changed:
+            if self._pin_tried or self.array is None:
+                return
+            self._pin_tried = True
+            try:
+                status = torch.cuda.cudart().cudaHostRegister(self.array.ctypes.data, self.array.nbytes, 0)
+                self.pinned = int(status) == 0
+            except (RuntimeError, AttributeError):  # no such call in this build: staged copies
+                self.pinned = False
 
     def release_memory(self) -> None:
         """Unmap the slots and close the descriptor (the child's mapping, if any, stays valid until it
@@ -97,11 +103,10 @@ class SlotPool:
         self.close("the video file was closed")
         if self.array is None:
             return
-        if self._pinned:
+        if self.pinned:
             import torch
 
             torch.cuda.cudart().cudaHostUnregister(self.array.ctypes.data)
-            self._pinned = False
         self.array = None
         try:
             self._mapping.close()

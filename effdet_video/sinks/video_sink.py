@@ -171,6 +171,11 @@ class VideoFileSink(FrameSink):
         paint(chroma, drawn.chroma)
         record.encoded["video"] = (slot, None)
 
+    @property
+    def slots_pinned(self) -> bool:
+        """Whether GPU frames reach the slots by DMA (`bench --video` reports it)."""
+        return self._slots.pinned
+
     def _paint_lists(self, record: FrameRecord) -> PaintList:
         return paint_lists(record.detections, self._geometry, self.labels, record.track_ids, record.trails)
 
