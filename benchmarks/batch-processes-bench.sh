@@ -6,7 +6,9 @@
 # Carry as for benchmarks/device-bench.sh: .whl/ (av, ... wheels for Python 3.12) and .devdata/media/ with
 # bench-1080p30-h264-aac.mp4. Summaries land in $OUT (one JSON per run), logs in /tmp/devlogs.
 # Env: COPIES (32), SINGLE_JOBS ("16 32": the single-process -j values), DECODER (auto), RUN_S (240 per run),
-# EXTRA (more batch options). A dry run on a CPU machine, from a venv with the package:
+# EXTRA (more batch options), PROC_EXTRA (more options for the worker-process runs only), MPS=1 (the
+# worker-process runs through a CUDA MPS daemon of this script's own, so that their kernels run
+# concurrently instead of in time slices; the single-process runs stay without it). A dry run on a CPU machine, from a venv with the package:
 #   COPIES=4 SINGLE_JOBS=2 EXTRA="--device cpu --model demo" OUT=/tmp/o bash benchmarks/batch-processes-bench.sh 2
 set -u
 if [ -d .whl ]; then
@@ -36,7 +38,14 @@ run() {  # run NAME BATCH-ARGS...
 }
 
 for j in ${SINGLE_JOBS:-16 32}; do run "single_j$j" -j "$j"; done
-for k in $KS; do run "procs_k$k" --processes-per-gpu "$k" -j "$COPIES"; done
+if [ "${MPS:-0}" = 1 ]; then  # a user-level daemon on pipes of its own: only processes given them use it
+  mps=/tmp/effdet-mps; mkdir -p $mps/pipe $mps/log
+  CUDA_MPS_PIPE_DIRECTORY=$mps/pipe CUDA_MPS_LOG_DIRECTORY=$mps/log nvidia-cuda-mps-control -d && echo "MPS daemon started"
+  trap 'echo quit | CUDA_MPS_PIPE_DIRECTORY=$mps/pipe nvidia-cuda-mps-control' EXIT
+  export CUDA_MPS_PIPE_DIRECTORY=$mps/pipe CUDA_MPS_LOG_DIRECTORY=$mps/log
+fi
+for k in $KS; do run "procs_k$k" --processes-per-gpu "$k" -j "$COPIES" ${PROC_EXTRA:-}; done
+unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 run "single_j${SINGLE_JOBS%% *}_again" -j "${SINGLE_JOBS%% *}"  # the GPU, caches and clocks as warm as for the last
 
 python3 - "$OUT" <<'EOF'

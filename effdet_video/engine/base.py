@@ -51,6 +51,10 @@ class PendingDetections(abc.ABC):
     def result(self) -> DetectionBatch:
         """Block until the batch is done and return it (host memory, safe to keep)."""
 
+    def done(self) -> bool:
+        """Whether `result` would return at once (False where the engine cannot tell without waiting)."""
+        return False
+
 
 class ReadyDetections(PendingDetections):
     """A result that is already computed (synchronous engines)."""
@@ -60,6 +64,9 @@ class ReadyDetections(PendingDetections):
 
     def result(self) -> DetectionBatch:
         return self._batch
+
+    def done(self) -> bool:
+        return True
 
 
 class Engine(abc.ABC):

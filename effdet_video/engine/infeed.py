@@ -106,8 +106,9 @@ class InfeedRing:
                 self._meter.record(not slot.pending.done())
             slot.pending.result()  # frees the slot: its outputs are copied out before reuse
         for pinned, array in zip(slot.host_inputs, arrays):
-            source = torch.from_numpy(np.ascontiguousarray(array))
-            pinned[: source.shape[0]].copy_(source)
+            # NumPy's copy, one thread: torch's would wake its intra-op pool (a thread per core) on every
+            # batch, and those threads spin afterwards on cores that the video encoder needs.
+            np.copyto(pinned.numpy()[: len(array)], array)
         with torch.cuda.stream(self._copy_stream):
             for device_input, pinned in zip(slot.device_inputs, slot.host_inputs):
                 device_input.copy_(pinned, non_blocking=True)

@@ -11,8 +11,9 @@ Messages, over two one-way pipes:
                                then None
     child -> parent (events):  ("ready",) once the output is open; ("free", slot) once a slot's pixels
                                are the encoder's (FFmpeg copied them); ("done", phases) once the file
-                               is complete and closed (phases: seconds spent opening, encoding,
-                               draining); or ("error", message) after which the child stops.
+                               is complete and closed (phases: seconds spent opening, from the
+                               first frame to the last, waiting for frames in between, draining);
+                               or ("error", message) after which the child stops.
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
 (EOF) and the child removes the unfinished file itself.
 
@@ -177,9 +178,15 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
     phases = {"open_s": time.perf_counter() - opening}
     _say(events, "ready")
     try:
-        first = None
-        while (message := frames.recv()) is not None:
-            first = first or time.perf_counter()
+        first, starved = None, 0.0
+        while True:
+            asked = time.perf_counter()
+            if (message := frames.recv()) is None:
+                break
+            if first is None:
+                first = time.perf_counter()
+            else:
+                starved += time.perf_counter() - asked
             slot, pts, time_base, duration = message
             picture = transfer_to_picture(slots[slot], job.pix_fmt, job.width, job.height)
             picture.pts, picture.time_base, picture.duration = pts, time_base, duration
@@ -195,7 +202,7 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
         _discard(output, job)
         _say(events, "error", f"writing failed ({_one_line(error)})")
         return
-    phases.update(frames_s=last - (first or last), finish_s=time.perf_counter() - last)
+    phases.update(frames_s=last - (first or last), starved_s=starved, finish_s=time.perf_counter() - last)
     _say(events, "done", {k: round(v, 4) for k, v in phases.items()})
 
 

@@ -56,7 +56,8 @@ FINISH_TIMEOUT_S = 300.0
 class VideoFileSink(FrameSink):
     """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time.
     `labels` name the classes on the boxes. Once finished, `phases` has the encoder process's seconds:
-    opening the output, from its first frame to its last, and draining and closing it."""
+    opening the output, from its first frame to its last, the part of that spent waiting for frames
+    (starved: the pipeline, not the encoder, was the bound), and draining and closing it."""
 
     needs_canvas = True
 

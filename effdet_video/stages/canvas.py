@@ -79,12 +79,12 @@ class GpuFrame:
         packed = self.frames.data[self.index].cpu().numpy()
         height, width = self.frames.height, self.frames.width
         picture = av.VideoFrame(width, height, "nv12")
-        _plane_rows(picture.planes[0], height, width)[:] = packed[: height * width].reshape(height, width)
-        _plane_rows(picture.planes[1], rows, 2 * cols)[:] = packed[height * width:].reshape(rows, 2 * cols)
+        plane_rows(picture.planes[0], height, width)[:] = packed[: height * width].reshape(height, width)
+        plane_rows(picture.planes[1], rows, 2 * cols)[:] = packed[height * width:].reshape(rows, 2 * cols)
         return picture
 
 
-def _plane_rows(plane: av.video.plane.VideoPlane, rows: int, row_bytes: int) -> np.ndarray:
+def plane_rows(plane: av.video.plane.VideoPlane, rows: int, row_bytes: int) -> np.ndarray:
     """A picture plane's pixels as a [rows, row_bytes] view (without the padding at each row's end)."""
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :row_bytes]
 
@@ -101,10 +101,10 @@ def pack_picture(picture: av.VideoFrame, packed: np.ndarray) -> None:
     width, height = picture.width, picture.height
     layout = byte_layout(picture.format.name)
     rows, cols = chroma_size(layout, width, height)
-    np.copyto(packed[: height * width].reshape(height, width), _plane_rows(picture.planes[0], height, width))
+    np.copyto(packed[: height * width].reshape(height, width), plane_rows(picture.planes[0], height, width))
     chroma = packed[height * width:]
     if layout == "nv12":
-        np.copyto(chroma.reshape(rows, 2 * cols), _plane_rows(picture.planes[1], rows, 2 * cols))
+        np.copyto(chroma.reshape(rows, 2 * cols), plane_rows(picture.planes[1], rows, 2 * cols))
         return
     for plane, start in ((picture.planes[1], 0), (picture.planes[2], rows * cols)):
-        np.copyto(chroma[start: start + rows * cols].reshape(rows, cols), _plane_rows(plane, rows, cols))
+        np.copyto(chroma[start: start + rows * cols].reshape(rows, cols), plane_rows(plane, rows, cols))

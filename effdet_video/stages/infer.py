@@ -55,9 +55,9 @@ class EngineBatcher:
         record.net_image = None
         self._batch.append(record)
         if len(self._batch) < self.engine.batch_size:
-            return []
+            return self._collect_finished()
         self._submit()
-        return self._collect(keep=self.in_flight)
+        return self._collect(keep=self.in_flight) + self._collect_finished()
 
     def flush(self) -> list[FrameRecord]:
         """Submit a partial batch and wait for everything in flight."""
@@ -71,6 +71,15 @@ class EngineBatcher:
         with self.clock.busy(items=count):
             self._pending.append((self._batch, self.engine.submit(batch)))
         self._batch = []
+
+    def _collect_finished(self) -> list[FrameRecord]:
+        """The batches in flight that the engine has already finished, oldest first: their frames go on
+        at once rather than when `in_flight` later batches are behind them (at a stream's start, the
+        first frames would otherwise wait for three batches to be decoded)."""
+        finished = 0
+        while finished < len(self._pending) and self._pending[finished][1].done():
+            finished += 1
+        return self._collect(keep=len(self._pending) - finished)
 
     def _collect(self, keep: int) -> list[FrameRecord]:
         done: list[FrameRecord] = []

@@ -104,6 +104,9 @@ class _Delayed(PendingDetections):
         time.sleep(max(0.0, self._ready_at - time.monotonic()))
         return self._batch
 
+    def done(self) -> bool:
+        return time.monotonic() >= self._ready_at
+
 
 def run_cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str]:
     """The CLI's exit code and stderr for `args`."""
