@@ -176,30 +176,6 @@ def test_pictures_convert_to_rgb_like_swscale(pix_fmt: str, size: tuple[int, int
     assert np.abs(ours[:, away_from_edge] - rgb[:, away_from_edge]).max() <= 4
 
 
-@pytest.mark.parametrize("pix_fmt", ["yuv420p", "nv12"])
-def test_network_input_from_the_planes_matches_the_one_from_rgb(media, pix_fmt: str) -> None:
-    """Without an RGB frame to keep (a video or detections output), host frames are letterboxed from their
-    YUV planes: the same geometry, and the network sees the same picture as through the full-size RGB
-    conversion, to rounding and chroma upsampling (OpenCV repeats chroma samples, the planes' resize
-    interpolates them): measured mean 0.36-0.40 and max 10-17 grey levels on the benchmark clip."""
-    from effdet_video.core.frames import FrameRecord
-    from effdet_video.stages.prepare import prepare_frame
-
-    with av.open(str(media / "bench-1080p30-h264-aac.mp4")) as container:
-        pictures = [p.reformat(format=pix_fmt) for _, p in zip(range(3), container.decode(video=0))]
-    for picture in pictures:
-        records = [FrameRecord(index=0, pts=0, time_base=Fraction(1, 30), picture=picture) for _ in range(2)]
-        prepare_frame(records[0], (512, 512), needs_image=True)
-        prepare_frame(records[1], (512, 512), needs_image=False, needs_canvas=True)
-        via_rgb, via_planes = records
-        assert via_planes.image is None and via_planes.canvas is picture
-        assert via_planes.letterbox == via_rgb.letterbox
-        height, width = via_rgb.letterbox.resized_hw
-        difference = np.abs(via_rgb.net_image[:height, :width].astype(int) - via_planes.net_image[:height, :width])
-        assert difference.mean() < 0.6
-        assert difference.max() <= 24
-
-
 def test_batches_the_engine_finished_go_on_before_later_ones_are_full() -> None:
     """Frames of a finished batch leave the batcher with the next frame added, not once `in_flight`
     more batches are submitted behind it: at a stream's start the first frames would otherwise wait for

@@ -78,34 +78,6 @@ def letterbox_uint8(
     return out, geometry
 
 
-# OpenCV's own 4:2:0 -> RGB conversion (BT.601, limited range), the one `stages/prepare.py` applies to full
-# frames: R, G, B from (Y, Cb, Cr, 1).
-_BT601_LIMITED_TO_RGB = np.array([[1.164, 0.0, 1.596, -1.164 * 16 - 1.596 * 128],
-                                  [1.164, -0.391, -0.813, -1.164 * 16 + (0.391 + 0.813) * 128],
-                                  [1.164, 2.018, 0.0, -1.164 * 16 - 2.018 * 128]], dtype=np.float32)
-
-
-def letterbox_yuv420(luma: np.ndarray, chroma: Sequence[np.ndarray], image_size: Sequence[int],
-                     out: np.ndarray | None = None) -> tuple[np.ndarray, Letterbox]:
-    """`letterbox_uint8` of a 4:2:0 frame given as its planes (luma [H, W]; chroma as Cb and Cr
-    [H/2, W/2] each, or nv12's one interleaved [H/2, W/2, 2]), without its full-size RGB image: each
-    plane is resized straight to the network size and only those pixels are converted (bilinear
-    resizing and the conversion, both linear, commute up to rounding). Where nothing needs the RGB frame,
-    this is a fraction of a full-frame conversion and a resize of three times the bytes."""
-    geometry = letterbox_geometry(luma.shape, image_size)
-    height, width = geometry.resized_hw
-    planes = [cv2.resize(luma, (width, height), interpolation=cv2.INTER_LINEAR)]
-    for plane in chroma:
-        resized = cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
-        planes += cv2.split(resized) if resized.ndim == 3 else [resized]
-    rgb = cv2.transform(cv2.merge(planes), _BT601_LIMITED_TO_RGB)
-    shape = (int(image_size[0]), int(image_size[1]), 3)
-    if out is None:
-        out = np.zeros(shape, dtype=np.uint8)
-    out[:height, :width] = rgb
-    return out, geometry
-
-
 def normalize_and_mask(
     images: torch.Tensor,
     valid_hw: torch.Tensor,

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 
 from effdet_video.core.frames import FrameRecord
-from effdet_video.ops.letterbox import letterbox_uint8, letterbox_yuv420
+from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.sources.hw_decode import gpu_planes, on_gpu
-from effdet_video.stages.canvas import GpuFrame, GpuFrames, plane_rows
+from effdet_video.stages.canvas import GpuFrame, GpuFrames
 
 
 def to_display_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -49,30 +49,12 @@ def picture_to_rgb(picture: Any) -> np.ndarray:
     return picture.to_ndarray(format="rgb24")
 
 
-def yuv420_planes(picture: Any) -> tuple[np.ndarray, ...] | None:
-    """A host picture's planes as views (luma, then Cb and Cr, or nv12's interleaved chroma) where it is
-    one of the 4:2:0 layouts converted as `picture_to_rgb` converts them, of even size; else None."""
-    name = getattr(picture.format, "name", None)
-    if name not in _OPENCV_TO_RGB or picture.width % 2 or picture.height % 2:
-        return None
-    height, width = picture.height, picture.width
-    luma = plane_rows(picture.planes[0], height, width)
-    if name == "nv12":
-        return luma, plane_rows(picture.planes[1], height // 2, width).reshape(height // 2, width // 2, 2)
-    return luma, *(plane_rows(plane, height // 2, width // 2) for plane in picture.planes[1:3])
-
-
 def prepare_frame(record: FrameRecord, image_size: Sequence[int], needs_image: bool = True,
                   needs_canvas: bool = False) -> None:
     """Fill `record.net_image` and `record.letterbox`; `record.image` (RGB, display orientation) for
     frames decoded on the host or where `needs_image`; `record.canvas` where `needs_canvas`."""
     if on_gpu(record.picture):
         _prepare_on_gpu([record], image_size, needs_image, needs_canvas)
-        return
-    if not needs_image and record.rotation == 0 and (planes := yuv420_planes(record.picture)) is not None:
-        record.net_image, record.letterbox = letterbox_yuv420(planes[0], planes[1:], image_size)
-        record.canvas = record.picture if needs_canvas else None
-        record.picture, record.image = None, None
         return
     rgb = picture_to_rgb(record.picture)
     record.canvas = record.picture if needs_canvas else None
