@@ -70,7 +70,7 @@ def e2e(clip: str, decoder: str, presets: str, batch: int) -> None:
     for preset in presets.split(","):
         video_bench.PRESET = preset
         video = preset != "none"
-        opener = video_opener(decoder, [f"{device}:0" if device == "cuda" else device], encodes_video=video)
+        opener = video_opener(decoder, [f"{device}:0" if device == "cuda" else device])
         sampler = Sampler()
         sampler.start()
         with tempfile.TemporaryDirectory() as folder:

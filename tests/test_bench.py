@@ -34,6 +34,13 @@ def test_bench_video_runs_all_five_pipelines_over_every_frame(tmp_path):
     stage_names = [stage["name"] for stage in video["ours"]["stages"]]
     assert stage_names == ["decode", "prepare", "infer", "annotate", "write"]
     assert video["ours"]["bound_by"] in stage_names
+    # The encoder's moments on the run's clock: its wait for the first frame, its frames, its end, and what
+    # the run did after it, one after another, add up to the run.
+    ours, encoder = video["ours"], video["ours"]["encoder"]
+    assert 0 < encoder["first_frame_after_s"] < ours["wall_s"] and 0 <= encoder["after_encoder_done_s"]
+    parts = ("first_frame_after_s", "frames_s", "finish_s", "after_encoder_done_s")
+    assert abs(sum(encoder[part] for part in parts) - ours["wall_s"]) < 0.05, encoder
+    assert not [key for key in encoder if key.endswith("_at")]  # moments only as durations in the report
     assert video["ratios"]["e2e_vs_naive"] == round(video["ours"]["fps"] / video["naive"]["fps"], 3)
     assert video["ratios"]["e2e_vs_encode_only"] == round(video["ours"]["fps"] / video["encode_only"]["fps"], 3)
 

@@ -15,6 +15,7 @@ import pytest
 from effdet_video.commands.common import single_video_opener, video_opener
 from effdet_video.errors import UserError
 from effdet_video.sources import hw_decode
+from effdet_video.sources import source as source_module
 from effdet_video.sources.source import VideoFileSource, VideoOpener
 from effdet_video.stages.prepare import prepare_frame
 from tests.support.fakes import FakeEngine, run_cli
@@ -70,6 +71,36 @@ def test_auto_falls_back_to_the_cpu_and_probes_each_gpu_once(media: Path, probes
     assert [source.decoder_used for source in sources] == ["cpu"] * 4
     assert all(decoded(source) == reference for source in sources)  # same frames, pts and durations
     assert probes == [0, 1]  # a thousand inputs do not retry a GPU without NVDEC
+
+
+def test_the_cpu_decoder_leaves_half_the_cores_to_the_encoder_where_video_is_written(
+        media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside x264, which needs most cores, fewer decoder threads cost less CPU per frame; alone, decoding
+    keeps FFmpeg's own choice (a thread per core and one more) and its speed. Same frames either way."""
+    monkeypatch.setattr(source_module, "cpu_threads", lambda: 40)  # FFmpeg's own choice stops at 17
+    options = {"decoder": "auto", "device": "cpu"}
+    beside = single_video_opener(options, writes_video=True)(media / CLIP)
+    alone = single_video_opener(options)(media / CLIP)
+    assert beside._stream.codec_context.thread_count == 20
+    assert alone._stream.codec_context.thread_count < 20
+    assert decoded(beside) == decoded(alone)
+
+
+def test_run_decodes_beside_the_encoder_only_where_it_writes_video(
+        media: Path, tmp_path: Path, capsys: pytest.CaptureFixture, engines: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[int] = []
+    real = source_module.VideoFileSource.__init__
+
+    def spy(self, *args, **kwargs) -> None:
+        real(self, *args, **kwargs)
+        opened.append(self.decode_threads)
+
+    monkeypatch.setattr(source_module.VideoFileSource, "__init__", spy)
+    monkeypatch.setattr(source_module, "cpu_threads", lambda: 6)
+    assert run_cli(capsys, "run", media / CLIP, "-o", tmp_path / "a.mp4", "--device", "cpu")[0] == 0
+    assert run_cli(capsys, "run", media / CLIP, "--no-video", "--jsonl", tmp_path / "a.jsonl", "--device", "cpu")[0] == 0
+    assert opened == [3, 0]
 
 
 def test_auto_keeps_frames_on_the_gpu_where_the_engine_is(probes: list[int]) -> None:

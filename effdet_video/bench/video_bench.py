@@ -154,19 +154,22 @@ def writer_only(path: Path, limit: int | None, folder: Path) -> dict:
     finally:
         source.close()
 
-    finishing: list[float] = []
+    moments: list[float] = []
 
     def write(_folder: Path) -> int:
+        moments.append(time.monotonic())
         for record in records:
             sink.render(record)
             sink.write(record)
-        finishing.append(time.perf_counter())
+        moments.append(time.monotonic())
         sink.finish()
-        finishing.append(time.perf_counter())
+        moments.append(time.monotonic())
         return len(records)
 
     timed = _timed(write, folder)
-    return {**timed, "encoder": {**sink.phases, "parent_finish_s": round(finishing[1] - finishing[0], 4)}}
+    started, finishing, ended = moments
+    return {**timed, "encoder": {**encoder_timeline(sink.phases, started, ended),
+                                 "parent_finish_s": round(ended - finishing, 4)}}
 
 
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -207,14 +210,27 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
         with build_engine(spec) as engine:
             plan = OutputPlan(video=folder / "ours.mp4") if video else OutputPlan(jsonl=folder / "ours.jsonl")
             sinks = SinkFactory(ENCODER)(plan, source.info)
-            cpu = _cpu_seconds()
+            cpu, started = _cpu_seconds(), time.monotonic()
             stats = run_pipeline(source, engine, sinks,
                                  PipelineOptions(detection_filter=detection_filter, tracking=tracking))
+            ended = time.monotonic()
             used = cpu_per_frame(cpu, stats.frames)
     finally:
         source.close()
-    encoder = {**sinks[0].phases, "slots_pinned": sinks[0].slots_pinned} if video else {}
+    encoder = {**encoder_timeline(sinks[0].phases, started, ended), "slots_pinned": sinks[0].slots_pinned} \
+        if video else {}
     return stats.frames, {**stats.as_dict(), "decoder": source.source.decoder_used, "cpu": used, "encoder": encoder}
+
+
+def encoder_timeline(phases: dict, started: float, ended: float) -> dict:
+    """The encoder process's phases with its two moments (time.monotonic() readings) put on the run's
+    clock: how long after the pipeline's start the first frame reached the encoder, and how long the
+    run went on after the encoder had closed the file (publishing it, ending the process)."""
+    timeline = {k: v for k, v in phases.items() if not k.endswith("_at")}
+    if "first_frame_at" in phases and "done_at" in phases:
+        timeline["first_frame_after_s"] = round(phases["first_frame_at"] - started, 4)
+        timeline["after_encoder_done_s"] = round(ended - phases["done_at"], 4)
+    return timeline
 
 
 def tracking_cost(without: dict, with_tracking: dict) -> dict:
@@ -227,9 +243,11 @@ def tracking_cost(without: dict, with_tracking: dict) -> dict:
 
 
 def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
-                open_source: SourceOpener = VideoFileSource, tracking: TrackingOptions | None = None) -> dict:
+                open_source: SourceOpener = VideoFileSource, tracking: TrackingOptions | None = None,
+                open_video_source: SourceOpener | None = None) -> dict:
     """The runs on `path` (one more with `tracking`) and their ratios (fps); `open_source` opens the
-    input of our pipeline's runs (its decoder choice), the peers decode on the CPU."""
+    input of our pipeline's runs (its decoder choice), `open_video_source` that of the runs that write
+    video, as the CLI's does (default: `open_source`); the peers decode on the CPU."""
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
@@ -239,7 +257,8 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         def run_ours(key: str, video: bool, track: TrackingOptions | None,
                      detection_filter: DetectionFilter) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                frames, stats[key] = ours(path, limit, folder, spec, video, open_source, track, detection_filter)
+                opener = open_video_source or open_source if video else open_source
+                frames, stats[key] = ours(path, limit, folder, spec, video, opener, track, detection_filter)
                 return frames
             return run
 

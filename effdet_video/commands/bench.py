@@ -149,7 +149,8 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
 
         tracking = tracking_options(DetectionFilter().score_threshold, TrackerSettings().patience_s, trails=False)
         result["video"] = bench_video(video_path, run_spec, frames, video_opener(decoder, [resolved]),
-                                      tracking if track else None)
+                                      tracking if track else None,
+                                      video_opener(decoder, [resolved], writes_video=True))
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
         if track:
             click.echo(json.dumps({"tracking": result["video"]["tracking"]}), err=True)

@@ -20,7 +20,7 @@ from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.sinks.factory import EncoderSettings
 from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
-from effdet_video.sources.source import VideoOpener
+from effdet_video.sources.source import VideoOpener, decode_threads_beside_encoder
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.track import TrackingOptions, tracking_options
 
@@ -106,17 +106,20 @@ def encoder_settings(options: dict[str, Any]) -> EncoderSettings:
                            audio=not options["no_audio"])
 
 
-def video_opener(decoder: str, devices: Sequence[str]) -> VideoOpener:
+def video_opener(decoder: str, devices: Sequence[str], writes_video: bool = False) -> VideoOpener:
     """The source opener for --decoder and the engines' resolved `devices`. NVDEC decodes on the engines'
     own GPUs, round robin over them, and never when the engines run on the CPU: there 'auto' means the CPU
     and 'nvdec' is an error. 'nvdec' on a GPU without NVDEC fails here, before any input is opened.
 
     'auto' takes NVDEC wherever the engines run on a GPU: its frames stay in GPU memory, are letterboxed
     there and, where video is written, drawn on there, so that the cores are left to the encoder (and,
-    detections only, to many streams at once; docs/performance.md has the figures)."""
+    detections only, to many streams at once; docs/performance.md has the figures). Where the run
+    `writes_video`, the CPU decoder takes half the cores and leaves the rest to the encoder
+    (decode_threads_beside_encoder)."""
     gpu_ids = [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
+    threads = decode_threads_beside_encoder() if writes_video else 0
     if decoder == "cpu" or (decoder == "auto" and not gpu_ids):
-        return VideoOpener("cpu")
+        return VideoOpener("cpu", decode_threads=threads)
     if not gpu_ids:
         raise UserError("--decoder nvdec decodes on the engine's GPU, but the engine runs on the CPU "
                         "(use --device cuda, or --decoder cpu)")
@@ -124,10 +127,10 @@ def video_opener(decoder: str, devices: Sequence[str]) -> VideoOpener:
         for gpu_id in gpu_ids:
             if problem := nvdec_problem(gpu_id):
                 raise UserError(f"--decoder nvdec: {problem} (use --decoder cpu or auto)")
-    return VideoOpener(decoder, gpu_ids, frames_on_gpu=True)
+    return VideoOpener(decoder, gpu_ids, frames_on_gpu=True, decode_threads=threads)
 
 
-def single_video_opener(options: dict[str, Any]) -> VideoOpener:
+def single_video_opener(options: dict[str, Any], writes_video: bool = False) -> VideoOpener:
     """`video_opener` for a command with one engine (--device, --decoder). The device is resolved (which
     imports torch) only where NVDEC may decode, so that `--device cpu` and `--decoder cpu` do not wait for it."""
     device = options["device"]
@@ -135,7 +138,7 @@ def single_video_opener(options: dict[str, Any]) -> VideoOpener:
         from effdet_video.engine import factory  # torch is imported only when the GPU may decode
 
         device = factory.resolve_device(device)
-    return video_opener(options["decoder"], [device])
+    return video_opener(options["decoder"], [device], writes_video)
 
 
 def engine_spec(options: dict[str, Any], mode: Mode) -> EngineSpec:

@@ -94,7 +94,7 @@ def command(input_path: Path, **options: Any) -> None:
     # Every option is checked before the input is opened and before any output or shared memory exists.
     pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                        progress=not options["quiet"] and sys.stderr.isatty(), tracking=track)
-    source = single_video_opener(options)(input_path)
+    source = single_video_opener(options, writes_video=plan.video is not None)(input_path)
     try:
         if source.info.still_image and plan.video:
             check_image_output(plan.video)

@@ -128,3 +128,17 @@ def paint_group(frames: torch.Tensor, plane_offset: int, plane_hw: tuple[int, in
     which, local = which[keep], local[keep]
     from_source = source[(offset[which] + local).clamp_(0, source.numel() - 1)]
     base.view(-1)[target[keep]] = torch.where(offset[which] >= 0, from_source, values[which])
+
+
+def warm_up_painting(device: torch.device | str) -> None:
+    """Paint a group the size of a few frames' box outlines once, in both sample widths: a process's
+    first `paint_group` loads the sort, scan and scatter kernels for that work, a quarter of a second
+    that would otherwise delay the first annotated frames of a stream."""
+    import torch
+
+    frames = torch.zeros((1, 2 * 512 * 512), dtype=torch.uint8, device=device)
+    label = np.ones((16, 64), np.uint8)
+    for channels, value in ((1, 200), (2, (90, 160))):
+        patch = Patch(0, 0, label if channels == 1 else np.stack([label, label], axis=-1))
+        paint_group(frames, 0, (512, 512), channels, [(0, (Patch.fill(8, 8, 400, 500, value), patch))])
+    torch.cuda.synchronize(device)

@@ -12,7 +12,9 @@ Messages, over two one-way pipes:
     child -> parent (events):  ("ready",) once the output is open; ("free", slot) once a slot's pixels
                                are the encoder's (FFmpeg copied them); ("done", phases) once the file
                                is complete and closed (phases: seconds spent opening, from the
-                               first frame to the last, waiting for frames in between, draining);
+                               first frame to the last, waiting for frames in between, draining;
+                               and, as time.monotonic() readings, which every process of the machine
+                               shares, when the first frame came and when the file was complete);
                                or ("error", message) after which the child stops.
 The parent publishes the file (it owns the name); if the parent goes away first the frames pipe ends
 (EOF) and the child removes the unfinished file itself.
@@ -184,7 +186,7 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
             if (message := frames.recv()) is None:
                 break
             if first is None:
-                first = time.perf_counter()
+                first, phases["first_frame_at"] = time.perf_counter(), time.monotonic()
             else:
                 starved += time.perf_counter() - asked
             slot, pts, time_base, duration = message
@@ -202,7 +204,8 @@ def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: C
         _discard(output, job)
         _say(events, "error", f"writing failed ({_one_line(error)})")
         return
-    phases.update(frames_s=last - (first or last), starved_s=starved, finish_s=time.perf_counter() - last)
+    phases.update(frames_s=last - (first or last), starved_s=starved, finish_s=time.perf_counter() - last,
+                  done_at=time.monotonic())
     _say(events, "done", {k: round(v, 4) for k, v in phases.items()})
 
 

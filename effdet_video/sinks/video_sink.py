@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ import numpy as np
 from effdet_video.core.frames import FrameRecord
 from effdet_video.errors import UserError
 from effdet_video.ops.colour import ColourMatrix
-from effdet_video.ops.paint import PaintList, paint, paint_group
+from effdet_video.ops.paint import PaintList, paint, paint_group, warm_up_painting
 from effdet_video.sinks import encode_process
 from effdet_video.sinks.base import FrameSink
 from effdet_video.sinks.encoder_slots import SlotPool, SlotsClosed
@@ -102,6 +103,9 @@ class VideoFileSink(FrameSink):
         self._listener.start()
         try:
             self._send(job)
+            if info.gpu is not None and self._pix_fmt == "nv12":  # frames will come from GPU memory:
+                self._slots.pin()  # ready for their DMA, and the painting kernels loaded, while the
+                warm_up_painting(f"cuda:{info.gpu}")  # child starts and opens the output
         except BaseException:
             self.abort()
             raise
@@ -140,8 +144,6 @@ class VideoFileSink(FrameSink):
         for record in records:
             if isinstance(record.canvas, GpuFrame) and self._pix_fmt == "nv12":
                 groups.setdefault(id(record.canvas.frames), []).append(record)
-        if groups:
-            self._slots.pin()
         for group in groups.values():
             frames = group[0].canvas.frames
             drawn = [(r.canvas.index, self._paint_lists(r)) for r in group]
@@ -227,10 +229,7 @@ class VideoFileSink(FrameSink):
 
     def _exit_code(self, wait_s: float) -> int | None:
         """The child's exit status once it ended within `wait_s`, else None."""
-        try:
-            return self._process.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            return None
+        return exit_code(self._process, wait_s)
 
     def _release(self) -> None:
         self._slots.release_memory()
@@ -245,6 +244,27 @@ def _start_encoder(descriptors: tuple[int, ...]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", encode_process.__name__, *map(str, descriptors)],
                             pass_fds=descriptors, stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": path})
+
+
+def exit_code(process: subprocess.Popen, wait_s: float) -> int | None:
+    """`process`'s exit status once it ended within `wait_s`, else None. Where the system can say when a
+    process ends (a pidfd, Linux), this sleeps until then: subprocess's own timed wait polls in growing
+    sleeps and notices an exit up to 50 ms late, on the way of every finished file."""
+    if process.returncode is None and hasattr(os, "pidfd_open"):
+        try:
+            ended = os.pidfd_open(process.pid)
+        except OSError:  # an older kernel: subprocess's polling below
+            pass
+        else:
+            try:
+                select.select([ended], [], [], wait_s)
+            finally:
+                os.close(ended)
+            wait_s = 0.0
+    try:
+        return process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _copy_from_gpu(canvas: GpuFrame, packed: np.ndarray) -> torch.cuda.Event:

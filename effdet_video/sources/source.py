@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 import av
 
 from effdet_video.core.frames import FrameRecord
+from effdet_video.engine.policy import cpu_threads
 from effdet_video.errors import UserError
 from effdet_video.sources.base import FrameSource
 from effdet_video.sources.hw_decode import (
@@ -53,6 +54,7 @@ class VideoInfo:
     pix_fmt: str = "yuv420p"
     colour: tuple[int, int, int, int] = (2, 0, 2, 2)
     still_image: bool = False  # a PNG, JPEG, ... (one frame; its annotated copy is an image)
+    gpu: int | None = None  # the CUDA device whose memory NVDEC leaves the frames in; None: host memory
 
 
 def frame_colour(picture: av.VideoFrame) -> tuple[int, int, int, int]:
@@ -95,12 +97,17 @@ class VideoFileSource(FrameSource):
 
     frames_on_gpu: NVDEC's frames stay in GPU memory (as nv12; the prepare stage letterboxes them there)
     instead of being downloaded; `frames_on_gpu` afterwards says whether they do (a stream NVDEC decodes
-    to another layout, e.g. 10-bit, is downloaded as usual)."""
+    to another layout, e.g. 10-bit, is downloaded as usual).
 
-    def __init__(self, path: Path, decoder: str = "cpu", gpu_id: int = 0, frames_on_gpu: bool = False) -> None:
+    decode_threads: the CPU decoder's frame threads (0: FFmpeg's choice, a thread per core and one more;
+    see `decode_threads_beside_encoder`)."""
+
+    def __init__(self, path: Path, decoder: str = "cpu", gpu_id: int = 0, frames_on_gpu: bool = False,
+                 decode_threads: int = 0) -> None:
         if decoder not in DECODERS:
             raise ValueError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
         self.path = path
+        self.decode_threads = decode_threads
         self.frames_on_gpu = False
         self.decoder_used = self._start_decoder(decoder, gpu_id, frames_on_gpu)
         first = self._first
@@ -117,6 +124,7 @@ class VideoFileSource(FrameSource):
             pix_fmt=decoded_format(first),
             colour=frame_colour(first),
             still_image=is_still_image(self._container.format.name),
+            gpu=gpu_id if self.frames_on_gpu else None,
         )
         period = max(1, round(1 / (rate * self.info.time_base))) if rate else 1
         self.damage = DamageLog(path, self.info.time_base, period)
@@ -190,6 +198,7 @@ class VideoFileSource(FrameSource):
             single_threaded(stream.codec_context)
         else:
             stream.codec_context.thread_type = "AUTO"
+            stream.codec_context.thread_count = self.decode_threads
         return stream
 
     def _frame_count_hint(self, rate: Fraction | None) -> int | None:
@@ -321,17 +330,27 @@ class _PastDamage(Exception):
         self.keyframe = keyframe
 
 
+def decode_threads_beside_encoder() -> int:
+    """The CPU decoder's frame threads where a video encoder runs beside it: half the cores. FFmpeg's own
+    choice, a thread per core and one more, decodes fastest where decoding bounds the run; beside x264,
+    which needs most of the cores, that many threads cost more CPU per frame than half as many, which
+    still decode faster than the encoder encodes (docs/performance.md has the figures)."""
+    return max(1, cpu_threads() // 2)
+
+
 class VideoOpener:
     """Opens VideoFileSources with one decoder choice; NVDEC decoding goes to `gpu_ids` in turn (batch mode
     spreads its inputs over its engines' GPUs). Safe to call from several threads."""
 
-    def __init__(self, decoder: str = "cpu", gpu_ids: Sequence[int] = (0,), frames_on_gpu: bool = False) -> None:
+    def __init__(self, decoder: str = "cpu", gpu_ids: Sequence[int] = (0,), frames_on_gpu: bool = False,
+                 decode_threads: int = 0) -> None:
         self.decoder = decoder
         self.frames_on_gpu = frames_on_gpu
+        self.decode_threads = decode_threads
         self._gpu_ids = itertools.cycle(gpu_ids)
         self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> VideoFileSource:
         with self._lock:
             gpu_id = next(self._gpu_ids)
-        return VideoFileSource(path, self.decoder, gpu_id, self.frames_on_gpu)
+        return VideoFileSource(path, self.decoder, gpu_id, self.frames_on_gpu, self.decode_threads)
