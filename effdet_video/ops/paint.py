@@ -132,8 +132,8 @@ def paint_group(frames: torch.Tensor, plane_offset: int, plane_hw: tuple[int, in
 
 def warm_up_painting(device: torch.device | str) -> None:
     """Paint a group the size of a few frames' box outlines once, in both sample widths: a process's
-    first `paint_group` loads the sort, scan and scatter kernels for that work, a quarter of a second
-    that would otherwise delay the first annotated frames of a stream."""
+    first `paint_group` loads the sort, scan and scatter kernels for that work, which would otherwise
+    delay the first annotated frames of a stream (docs/performance.md has the figure)."""
     import torch
 
     frames = torch.zeros((1, 2 * 512 * 512), dtype=torch.uint8, device=device)

@@ -257,7 +257,9 @@ def exit_code(process: subprocess.Popen, wait_s: float) -> int | None:
             pass
         else:
             try:
-                select.select([ended], [], [], wait_s)
+                waiting = select.poll()  # not select(): a busy process's descriptors may pass 1023
+                waiting.register(ended, select.POLLIN)
+                waiting.poll(wait_s * 1000)
             finally:
                 os.close(ended)
             wait_s = 0.0
