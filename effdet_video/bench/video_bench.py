@@ -248,6 +248,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
     """The runs on `path` (one more with `tracking`) and their ratios (fps); `open_source` opens the
     input of our pipeline's runs (its decoder choice), `open_video_source` that of the runs that write
     video, as the CLI's does (default: `open_source`); the peers decode on the CPU."""
+    open_video_source = open_video_source or open_source
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
@@ -257,8 +258,8 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         def run_ours(key: str, video: bool, track: TrackingOptions | None,
                      detection_filter: DetectionFilter) -> Callable[[Path], int]:
             def run(folder: Path) -> int:
-                opener = open_video_source or open_source if video else open_source
-                frames, stats[key] = ours(path, limit, folder, spec, video, opener, track, detection_filter)
+                frames, stats[key] = ours(path, limit, folder, spec, video, open_video_source if video else open_source,
+                                          track, detection_filter)
                 return frames
             return run
 
