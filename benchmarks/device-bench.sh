@@ -59,6 +59,18 @@ for s in "$@"; do
         step "batch16_$d" 120 $cli batch /tmp/b16 -o /tmp/o16_$d --format jsonl -j 16 --random-weights --decoder $d --redo -q --summary-json "$OUT/batch16_$d.json"
         step "batch1_$d" 120 $cli batch /tmp/b1 -o /tmp/o1_$d --format jsonl -j 1 --random-weights --decoder $d --redo -q --summary-json "$OUT/batch1_$d.json"
       done;;
+    processes)  # issue 17: 32 copies of the clip, detections only, NVDEC: one process against K per GPU
+      mkdir -p /tmp/b32 /tmp/devlogs; for i in $(seq -w 1 32); do ln -sf "$CLIP" /tmp/b32/c$i.mp4; done
+      run32() { local name=$1; shift
+        ( while sleep 1; do pgrep -c -f nvidia-cuda-mps-server; done > "/tmp/devlogs/$name.mps" ) & local sampler=$!
+        step "$name" 240 $cli batch /tmp/b32 -o "/tmp/o_$name" --format jsonl --random-weights --decoder nvdec --redo -q \
+          --summary-json "$OUT/$name.json" "$@"; kill $sampler
+        python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(sys.argv[2], r['totals'], r.get('gpu_sharing'))" \
+          "$OUT/$name.json" "$name mps-servers=$(sort -n /tmp/devlogs/$name.mps | tail -1)" 2>&1 | tail -1; }
+      run32 one_j16 -j 16; run32 one_j32 -j 32
+      for k in 2 4; do run32 "k${k}_mps" -j 32 --processes-per-gpu $k; done
+      run32 k2_nomps -j 32 --processes-per-gpu 2 --mps off
+      run32 one_j16_again -j 16;;
     gputests) step gputests 420 python3 -m pytest -q -ra -m gpu tests/test_engine_cuda.py tests/test_nvdec.py \
                 tests/test_ops_capture.py tests/test_ops_nms.py tests/test_models_construction.py
               tail -25 /tmp/devlogs/gputests.out;;

@@ -34,6 +34,7 @@ from effdet_video.pipeline.batch_inputs import OUTPUT_KINDS, VIDEO_EXTENSIONS, B
 from effdet_video.pipeline.batch_processes import run_batch_processes
 from effdet_video.pipeline.batch_runner import BatchOptions, BatchSummary, ItemResult, run_batch
 from effdet_video.pipeline.batch_unit import BatchUnit
+from effdet_video.pipeline.gpu_sharing import MPS_MODES, gpu_sharing
 from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.sinks.output_file import make_output_folder
 
@@ -109,6 +110,10 @@ def print_result(result: ItemResult) -> None:
                    "(with --ray: the number of actors).")
 @click.option("--processes-per-gpu", type=click.IntRange(min=1), default=None,
               help="Worker processes per device of --devices (with --ray: actors per GPU, num_gpus 1/K each).")
+@click.option("--mps", type=click.Choice(MPS_MODES), default="auto", show_default=True,
+              help="Worker processes sharing a GPU run their work on it concurrently through CUDA's "
+                   "Multi-Process Service (a daemon of the batch's own, or the machine's), rather than "
+                   "taking turns.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on a Ray cluster (auto, ray://HOST:10001, or 'local' to start one here); "
                    "needs effdet-video[ray] and OUTDIR on storage every node sees.")
@@ -151,6 +156,7 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
                      cpu_threads=max(1, (os.cpu_count() or 1) // processes) if workers else None)
     control = RunControl()
     on_result = None if options["quiet"] else print_result
+    sharing = None
     with stop_on_signals(control):
         if options["ray_address"]:
             from effdet_video.pipeline.batch_ray import run_batch_ray
@@ -159,14 +165,18 @@ def command(input_path: Path, output_dir: Path, **options: Any) -> None:
                                     actors_per_gpu=options["processes_per_gpu"], control=control,
                                     on_result=on_result)
         elif workers:
-            summary = run_batch_processes(items, [unit.on_devices([device]) for device in workers], control,
-                                          on_result)
+            with gpu_sharing(workers, options["mps"]) as sharing:
+                summary = run_batch_processes(items, [unit.on_devices([device]) for device in workers], control,
+                                              on_result, sharing.environment)
         else:
             summary = _run_here(items, unit, control, on_result)
+    if sharing and not options["quiet"]:
+        click.echo(f"worker processes: {sharing.state}", err=True)
     click.echo(summary.table(), err=True)
     if options["summary_json"]:
         report = {**summary.as_dict(), "devices": devices, "decoder": options["decoder"], "jobs": jobs,
                   "processes": processes if not options["ray_address"] else None, "ray": options["ray_address"],
+                  "gpu_sharing": sharing.state if sharing else None,
                   "model": spec.model, "precision": spec.precision, "engine_batch": spec.batch_size,
                   "stream_batch": min(options["stream_batch"], spec.batch_size)}
         options["summary_json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

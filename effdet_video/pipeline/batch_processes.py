@@ -48,13 +48,15 @@ ATTEMPTS = 2  # an input whose worker dies is handed out once more
 
 
 def run_batch_processes(items: list[BatchItem], units: list[BatchUnit], control: RunControl | None = None,
-                        on_result: Callable[[ItemResult], None] | None = None) -> BatchSummary:
+                        on_result: Callable[[ItemResult], None] | None = None,
+                        environment: dict[str, str] | None = None) -> BatchSummary:
     """Process `items` (skipping those the manifest shows done) in one worker process per unit of
     `units` (the same settings, typically on different devices), `units[0].options.jobs` inputs at once
-    in each. The summary's engines are every worker's, each with its `worker` index."""
+    in each, every worker with `environment` added to its own (gpu_sharing.py's MPS directories). The
+    summary's engines are every worker's, each with its `worker` index."""
     control = control or RunControl()
     ledger = BatchLedger(items, units[0].options, on_result=on_result)
-    pool = _WorkerPool(items, units, ledger, control)
+    pool = _WorkerPool(items, units, ledger, control, environment or {})
     try:
         pool.run()
     finally:
@@ -80,8 +82,9 @@ class _WorkerPool:
     """The parent's side: workers, the inputs still to hand out, and who runs what."""
 
     def __init__(self, items: list[BatchItem], units: list[BatchUnit], ledger: BatchLedger,
-                 control: RunControl) -> None:
+                 control: RunControl, environment: dict[str, str]) -> None:
         self.items, self.units, self.ledger, self.control = items, units, ledger, control
+        self.environment = environment
         self.jobs = max(1, units[0].options.jobs)
         self.context = multiprocessing.get_context("spawn")
         self.waiting: collections.deque[int] = collections.deque(ledger.pending())
@@ -109,7 +112,8 @@ class _WorkerPool:
 
     def _start(self, unit: BatchUnit) -> None:
         parent_end, child_end = self.context.Pipe()
-        process = self.context.Process(target=worker_main, args=(child_end, unit), name=f"effdet-batch-{self._started}")
+        process = self.context.Process(target=worker_main, args=(child_end, unit, self.environment),
+                                       name=f"effdet-batch-{self._started}")
         process.start()
         child_end.close()
         self.workers.append(_Worker(self._started, unit, process, parent_end))
@@ -217,9 +221,12 @@ class _WorkerPool:
         self.workers.clear()
 
 
-def worker_main(connection: multiprocessing.connection.Connection, unit: BatchUnit) -> None:
+def worker_main(connection: multiprocessing.connection.Connection, unit: BatchUnit,
+                environment: dict[str, str]) -> None:
     """A worker process: builds the unit, then runs the inputs the parent sends, up to `jobs` at once,
-    sending back each result with its manifest entry, and its engines' statistics before it exits."""
+    sending back each result with its manifest entry, and its engines' statistics before it exits.
+    `environment` is set before anything starts CUDA, which reads it then."""
+    os.environ.update(environment)
     control = RunControl()
     thread_locks_for_progress_bars()
     with stop_on_signals(control):
