@@ -86,7 +86,7 @@ def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], n
     nv12 group (which is the canvas, where one is needed), then letterboxed together."""
     import torch
 
-    from effdet_video.ops.nv12 import display_rgb, letterbox_rgb, to_uint8_hwc
+    from effdet_video.ops.nv12 import display_rgb, letterbox_nv12, to_uint8_hwc
 
     planes = [gpu_planes(record.picture) for record in records]
     for record in records:
@@ -98,10 +98,11 @@ def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], n
             luma.copy_(y)
             chroma.copy_(uv)
         del planes
-        rgb = display_rgb(frames.luma, frames.chroma, records[0].rotation)
-        net_images, geometry = letterbox_rgb(rgb, image_size)
+        rotation = records[0].rotation
+        net_images, geometry = letterbox_nv12(frames.luma, frames.chroma, rotation, image_size)
         net_images = net_images.cpu().numpy()
-        images = to_uint8_hwc(rgb).cpu().numpy() if needs_image else [None] * len(records)
+        images = (to_uint8_hwc(display_rgb(frames.luma, frames.chroma, rotation)).cpu().numpy() if needs_image
+                  else [None] * len(records))
     for index, (record, net_image, image) in enumerate(zip(records, net_images, images)):
         record.net_image, record.letterbox, record.image = net_image, geometry, image
         record.canvas = GpuFrame(frames, index) if needs_canvas else None
