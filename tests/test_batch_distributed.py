@@ -96,7 +96,8 @@ class KillInTheMiddle(threading.Thread):
             time.sleep(0.02)
 
 
-def check_killed_run_and_rerun(clips: Path, out: Path, reference: dict[str, bytes], *args: str) -> None:
+def check_killed_run_and_rerun(clips: Path, out: Path, reference: dict[str, bytes], *args: str) -> dict:
+    """The three checks; returns the first run's summary."""
     killer = KillInTheMiddle(clips / LONG)
     killer.start()
     code, summary = batch(clips, out, *args)
@@ -118,12 +119,14 @@ def check_killed_run_and_rerun(clips: Path, out: Path, reference: dict[str, byte
     code, again = batch(clips, out, *args)
     assert code == 0 and again["totals"]["skipped"] == 7 and again["totals"]["frames"] == 0
     assert {name: (out / f"{name}.jsonl").stat().st_mtime_ns for name in FRAMES} == written
+    return summary
 
 
 @pytest.mark.slow
 def test_two_worker_processes_equal_one_process_redo_a_killed_workers_file_and_resume(
         clips: Path, reference: dict[str, bytes], tmp_path: Path) -> None:
-    check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--processes", "2", "-j", "2")
+    summary = check_killed_run_and_rerun(clips, tmp_path / "out", reference, "--processes", "2", "-j", "2")
+    assert summary["gpu_sharing"] == "no MPS: no GPU has two worker processes"  # CPU workers
 
 
 @pytest.mark.slow
