@@ -176,11 +176,11 @@ def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, t
     sy, sx = subsampling
     pad_top, pad_left = phase
     rows, cols = -(-(luma.shape[0] + pad_top) // sy), -(-(luma.shape[1] + pad_left) // sx)
-    padded = np.zeros((rows * sy, cols * sx, 3))
-    padded[pad_top: pad_top + luma.shape[0], pad_left: pad_left + luma.shape[1], :2] = yuv[..., 1:]
-    padded[pad_top: pad_top + luma.shape[0], pad_left: pad_left + luma.shape[1], 2] = 1.0
-    blocks = padded.reshape(rows, sy, cols, sx, 3).sum(axis=(1, 3))
-    chroma = np.clip(np.rint(blocks[..., :2] / blocks[..., 2:]), 0, 255).astype(np.uint8)
+    yuv[..., 0] = 1.0  # from here on each pixel's weight in its block's average
+    padded = cv2.copyMakeBorder(yuv, pad_top, rows * sy - luma.shape[0] - pad_top, pad_left,
+                                cols * sx - luma.shape[1] - pad_left, cv2.BORDER_CONSTANT, value=0)
+    blocks = sum(padded[row::sy, col::sx] for row in range(sy) for col in range(sx))  # a strided sum is slower
+    chroma = np.clip(np.rint(blocks[..., 1:] / blocks[..., :1]), 0, 255).astype(np.uint8)
     return luma, chroma
 
 
