@@ -91,7 +91,7 @@ def _linear_taps(size: int, resized: int, device: torch.device) -> tuple[torch.T
     return torch.stack((first, second)).to(device), torch.stack((1.0 - weight, weight)).to(device)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)  # a 1080p geometry holds about 10 MB of indices
 def _taps(frame_hw: tuple[int, int], chroma_hw: tuple[int, int], rotation: int, resized_hw: tuple[int, int],
           device: torch.device) -> tuple[torch.Tensor, ...]:
     """Where each resized pixel's four taps are in the flattened planes (luma [2, h, 2, w] and chroma the

@@ -11,7 +11,8 @@ program's CUDA work goes through it; the workers get that directory in their env
 daemon is told to quit (and its server with it) when the batch ends. Nothing is started when MPS is
 already set up on the machine (CUDA_MPS_PIPE_DIRECTORY set, or the system daemon's default pipe
 present), when no GPU has two workers, or when the control program is missing; the batch then runs as
-before and its summary says why.
+before and its summary says why. The daemon has a session of its own, so that a Ctrl-C in the terminal
+reaches the batch, which quits it; only a batch killed outright (SIGKILL) leaves it behind.
 """
 from __future__ import annotations
 
