@@ -1,7 +1,7 @@
 """gpu_sharing.py: when the batch starts its own MPS control daemon, what its workers are told, and that
 the daemon is gone when the batch ends. A stand-in control program (a shell script on PATH) plays
 NVIDIA's: `-f` makes the control socket and waits for a "quit" that the program without arguments
-passes on; the real one is exercised on the device by benchmarks/device-bench.sh's `mps` step."""
+passes on; the GPU test at the end runs NVIDIA's own."""
 from __future__ import annotations
 
 import os
