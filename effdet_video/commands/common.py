@@ -19,7 +19,7 @@ from effdet_video.engine.policy import Mode, cpu_streams, default_batch_size
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.sinks.factory import EncoderSettings
-from effdet_video.sources.hw_decode import DECODERS, nvdec_problem
+from effdet_video.sources.hw_decode import DECODERS, gpu_ids, nvdec_problem
 from effdet_video.sources.source import VideoOpener, decode_threads_beside_encoder
 from effdet_video.stages.infer import DetectionFilter
 from effdet_video.stages.track import TrackingOptions, tracking_options
@@ -116,18 +116,18 @@ def video_opener(decoder: str, devices: Sequence[str], writes_video: bool = Fals
     detections only, to many streams at once; docs/performance.md has the figures). Where the run
     `writes_video`, the CPU decoder takes half the cores and leaves the rest to the encoder
     (decode_threads_beside_encoder)."""
-    gpu_ids = [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
+    gpus = gpu_ids(devices)
     threads = decode_threads_beside_encoder() if writes_video else 0
-    if decoder == "cpu" or (decoder == "auto" and not gpu_ids):
+    if decoder == "cpu" or (decoder == "auto" and not gpus):
         return VideoOpener("cpu", decode_threads=threads)
-    if not gpu_ids:
+    if not gpus:
         raise UserError("--decoder nvdec decodes on the engine's GPU, but the engine runs on the CPU "
                         "(use --device cuda, or --decoder cpu)")
     if decoder == "nvdec":
-        for gpu_id in gpu_ids:
+        for gpu_id in gpus:
             if problem := nvdec_problem(gpu_id):
                 raise UserError(f"--decoder nvdec: {problem} (use --decoder cpu or auto)")
-    return VideoOpener(decoder, gpu_ids, frames_on_gpu=True, decode_threads=threads)
+    return VideoOpener(decoder, gpus, frames_on_gpu=True, decode_threads=threads)
 
 
 def single_video_opener(options: dict[str, Any], writes_video: bool = False) -> VideoOpener:

@@ -68,8 +68,8 @@ def letterbox_nv12(luma: torch.Tensor, chroma: torch.Tensor, rotation: int,
     count, height, width = luma.shape
     display_hw = (height, width) if rotation % 180 == 0 else (width, height)
     geometry = letterbox_geometry(display_hw, image_size)
-    luma_at, chroma_at, row_weights, col_weights = _taps((height, width), tuple(chroma.shape[1:3]), rotation,
-                                                         geometry.resized_hw, luma.device)
+    luma_at, chroma_at, row_weights, col_weights = _taps((height, width), display_hw, tuple(chroma.shape[1:3]),
+                                                         rotation, geometry.resized_hw, luma.device)
     taps = _yuv_to_rgb(luma.reshape(count, -1)[:, luma_at], chroma.reshape(count, -1, 2)[:, chroma_at], dim=1)
     # taps: [N, 3, row tap, h, column tap, w]; summed in the order of torch's bilinear kernel
     rows = taps[..., 0, :] * col_weights[0] + taps[..., 1, :] * col_weights[1]
@@ -92,12 +92,12 @@ def _linear_taps(size: int, resized: int, device: torch.device) -> tuple[torch.T
 
 
 @functools.lru_cache(maxsize=8)  # a 1080p geometry holds about 10 MB of indices
-def _taps(frame_hw: tuple[int, int], chroma_hw: tuple[int, int], rotation: int, resized_hw: tuple[int, int],
-          device: torch.device) -> tuple[torch.Tensor, ...]:
+def _taps(frame_hw: tuple[int, int], display_hw: tuple[int, int], chroma_hw: tuple[int, int], rotation: int,
+          resized_hw: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
     """Where each resized pixel's four taps are in the flattened planes (luma [2, h, 2, w] and chroma the
     same, row tap first), and the row [2, h, 1] and column [2, w] weights."""
     height, width = frame_hw
-    display_h, display_w = (height, width) if rotation % 180 == 0 else (width, height)
+    display_h, display_w = display_hw
     row_at, row_weights = _linear_taps(display_h, resized_hw[0], device)
     col_at, col_weights = _linear_taps(display_w, resized_hw[1], device)
     r, c = row_at[:, :, None, None], col_at[None, None, :, :]  # display coordinates of each tap

@@ -16,6 +16,7 @@ from effdet_video.engine.base import Engine
 from effdet_video.engine.shared import SharedEngine
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.pipeline.batch_runner import BatchOptions, EngineProvider, SourceOpener
+from effdet_video.sources.hw_decode import gpu_ids
 from effdet_video.sources.source import VideoOpener
 
 
@@ -43,11 +44,6 @@ def thread_locks_for_progress_bars() -> None:
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())
-
-
-def gpu_ids(devices: Sequence[str]) -> list[int]:
-    """'cuda:1' -> 1 ('cuda' is 0); CPU devices have none."""
-    return [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,7 +60,7 @@ def gpu_sharing(worker_devices: Sequence[str], mode: str = "auto") -> Iterator[G
                    "CUDA_MPS_LOG_DIRECTORY": str(folder / "log")}
     try:
         daemon = _start_daemon(environment)
-    except (OSError, TimeoutError) as error:
+    except OSError as error:  # TimeoutError included
         shutil.rmtree(folder, ignore_errors=True)
         yield GpuSharing({}, f"no MPS: its control daemon did not start ({error})")
         return

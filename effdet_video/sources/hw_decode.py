@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import av
 import numpy as np
@@ -32,6 +32,12 @@ PROBE_SIZE = 64  # pixels, square: above NVDEC's smallest coded size
 
 _problems: dict[int, str | None] = {}  # GPU index -> why NVDEC does not work there (None: it does)
 _probe_lock = threading.Lock()
+
+
+def gpu_ids(devices: Sequence[str]) -> list[int]:
+    """The GPU indices of engine devices, where NVDEC may decode: 'cuda:1' -> 1 ('cuda' is 0); CPU devices
+    have none."""
+    return [int(device.partition(":")[2] or 0) for device in devices if device.startswith("cuda")]
 
 
 def nvdec_hwaccel(gpu_id: int, frames_on_gpu: bool = False) -> HWAccel:
