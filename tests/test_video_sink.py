@@ -53,6 +53,18 @@ def test_a_dead_encoder_is_one_user_error_and_no_file(tmp_path):
     assert list(out.parent.iterdir()) == []
 
 
+def test_the_encoder_process_starts_no_blas_thread_pool(tmp_path):
+    """numpy's OpenBLAS would start a spinning thread per core in the child, which computes nothing with it."""
+    source = VideoFileSource(make_clip(tmp_path / "in.mp4", 2))
+    sink = VideoFileSink(tmp_path / "out.mp4", source.info, preset="ultrafast")
+    try:
+        environment = Path(f"/proc/{sink._process.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENBLAS_NUM_THREADS=1" in environment
+    finally:
+        sink.abort()
+        source.close()
+
+
 # A parent that writes a few frames and then dies without a word (as under SIGKILL or the OOM killer).
 DYING_PARENT = """
 import os, signal, sys

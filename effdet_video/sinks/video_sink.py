@@ -235,15 +235,22 @@ class VideoFileSink(FrameSink):
         self._slots.release_memory()
 
 
+ENCODER_PROCESS_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def _start_encoder(descriptors: tuple[int, ...]) -> subprocess.Popen:
     """The encoder process, handed `descriptors` (see encode_process.main). In a session of its own, so
     that Ctrl-C reaches only the parent, which decides (closing the frames pipe ends the child); the
-    package's folder on its path, as this process found the package."""
+    package's folder on its path, as this process found the package.
+
+    One OpenBLAS thread: the child computes nothing with numpy, but numpy's OpenBLAS starts a thread per
+    core at import, and each spins before it sleeps, CPU taken from x264 and the pipeline while the
+    child starts (docs/performance.md, item 13)."""
     package_root = str(Path(encode_process.__file__).resolve().parents[2])
     path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
     return subprocess.Popen([sys.executable, "-m", encode_process.__name__, *map(str, descriptors)],
                             pass_fds=descriptors, stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": path})
+                            env={**os.environ, "PYTHONPATH": path, **ENCODER_PROCESS_ENVIRONMENT})
 
 
 def exit_code(process: subprocess.Popen, wait_s: float) -> int | None:
