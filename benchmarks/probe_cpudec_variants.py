@@ -1,16 +1,19 @@
 """One-off device measurement (docs/performance.md, item 13): the annotated run with CPU decoding, decoder
 and encoder thread counts varied, against the transcode peer, in turns.
-python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>: N decoder threads, M
-x264 threads, 0 = FFmpeg's choice)"""
+python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>[:idle]: N decoder threads,
+M x264 threads, 0 = FFmpeg's choice; idle: FFmpeg's decoder threads at SCHED_IDLE, the codec opened from a
+helper thread at that priority, whose threads inherit it, the decode thread itself unchanged)"""
 import json
+import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import effdet_video.sinks.video_sink as video_sink
 from effdet_video.bench import video_bench as vb
 from effdet_video.commands.bench import command_spec
-from effdet_video.sources.source import VideoOpener
+from effdet_video.sources.source import VideoFileSource, VideoOpener
 
 clip, rounds, variants = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 spec = command_spec("d0", None, "fp16", None, "cuda")
@@ -21,6 +24,21 @@ def set_x264_threads(n: int) -> None:
     video_sink.encoder_options = (lambda c, crf, p: {**original(c, crf, p), "threads": str(n)}) if n else original
 
 
+stream_of = VideoFileSource._video_stream
+
+
+def idle_decoder_threads(self, nvdec=False, threaded=True):
+    stream = stream_of(self, nvdec, threaded)
+    if threaded and not nvdec:
+        def open_idle():
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            stream.codec_context.open()
+        opener = threading.Thread(target=open_idle)
+        opener.start()
+        opener.join()
+    return stream
+
+
 with tempfile.TemporaryDirectory() as tmp:
     folder = Path(tmp)
     vb.ours(clip, 60, folder, spec, True, VideoOpener("cpu", decode_threads=8))  # warm the engine cache
@@ -28,8 +46,10 @@ with tempfile.TemporaryDirectory() as tmp:
         t = vb._timed(lambda f: vb.transcode(clip, None, f), folder)
         print(json.dumps({"round": r, "run": "transcode", "fps": t["fps"], "cpu": t["cpu"]["cpu_ms_per_frame"]}), flush=True)
         for v in variants:
-            dec, x264 = (int(x) for x in v[3:].split("x"))
+            threads, _, mode = v[3:].partition(":")
+            dec, x264 = (int(x) for x in threads.split("x"))
             set_x264_threads(x264)
+            VideoFileSource._video_stream = idle_decoder_threads if mode == "idle" else stream_of
             frames, stats = vb.ours(clip, None, folder, spec, True, VideoOpener("cpu", decode_threads=dec))
             enc = stats["encoder"]
             print(json.dumps({"round": r, "run": v, "fps": round(stats["fps"], 1), "cpu": stats["cpu"]["cpu_ms_per_frame"],
