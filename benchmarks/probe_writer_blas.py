@@ -8,7 +8,6 @@ from pathlib import Path
 
 import effdet_video.sinks.video_sink as video_sink
 from effdet_video.bench import video_bench as vb
-from effdet_video.sinks.factory import SinkFactory
 
 clip, frames, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 setting = dict(video_sink.ENCODER_PROCESS_ENVIRONMENT)
@@ -16,7 +15,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for r in range(rounds):
         for name, env in (("blas_all", {}), ("blas_one", setting)):
             video_sink.ENCODER_PROCESS_ENVIRONMENT = env
-            w = vb.writer_only(clip, frames, Path(tmp), SinkFactory(vb.ENCODER))
+            w = vb.writer_only(clip, frames, Path(tmp))
             e = vb.encode_only(clip, frames, Path(tmp)) if name == "blas_all" else None
             print(json.dumps({"round": r, "run": name, "fps": w["fps"], "child_ms": w["cpu"]["children_ms"],
                               **({"encode_only_fps": e["fps"], "encode_only_ms": e["cpu"]["cpu_ms_per_frame"]} if e else {})}), flush=True)

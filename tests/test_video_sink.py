@@ -65,32 +65,6 @@ def test_the_encoder_process_starts_no_blas_thread_pool(tmp_path):
         source.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
-@pytest.mark.parametrize("idle", [True, False])
-def test_an_idle_priority_encoder_runs_every_thread_at_idle_priority(tmp_path, idle):
-    """Asked for (beside a CPU engine), the encoder and the threads it starts take only CPU time that
-    the rest leaves; otherwise they run at normal priority."""
-    source = VideoFileSource(make_clip(tmp_path / "in.mp4", 2, 640, 480))  # tall enough for x264's threads
-    sink = VideoFileSink(tmp_path / "out.mp4", source.info, idle_priority=idle)
-    try:
-        threads = [int(tid) for tid in os.listdir(f"/proc/{sink._process.pid}/task")]
-        assert len(threads) > 1  # the encoder's own threads are there once it is open
-        expected = os.SCHED_IDLE if idle else os.SCHED_OTHER
-        assert [os.sched_getscheduler(tid) for tid in threads] == [expected] * len(threads)
-    finally:
-        sink.abort()
-        source.close()
-
-
-def test_batches_on_the_cpu_encode_at_idle_priority(tmp_path):
-    from effdet_video.engine.spec import EngineSpec
-    from effdet_video.pipeline.batch_runner import BatchOptions
-
-    on = {device: BatchOptions(tmp_path, ("video",), engine=EngineSpec(device=device)).sink_factory()
-          for device in ("cpu", "cuda:0")}
-    assert on["cpu"].encoder_idle_priority and not on["cuda:0"].encoder_idle_priority
-
-
 # A parent that writes a few frames and then dies without a word (as under SIGKILL or the OOM killer).
 DYING_PARENT = """
 import os, signal, sys

@@ -31,7 +31,6 @@ from av.video.frame import PictureType
 from effdet_video.bench.stats import ratio
 from effdet_video.core.frames import FrameRecord
 from effdet_video.engine.factory import build_engine
-from effdet_video.engine.policy import encoder_idle_priority
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
@@ -143,15 +142,15 @@ def encode_only(path: Path, limit: int | None, folder: Path) -> dict:
     return _timed(lambda f: _write_all(f / "encode_only.mp4", pictures), folder)
 
 
-def writer_only(path: Path, limit: int | None, folder: Path, sink_factory: SinkFactory) -> dict:
-    """Frames decoded into memory first, the writer opened (its process started, as `sink_factory`
-    starts it for `ours`), then only the writing timed."""
+def writer_only(path: Path, limit: int | None, folder: Path) -> dict:
+    """Frames decoded into memory first, the writer opened (its process started), then only the writing
+    timed."""
     source = FirstFrames(VideoFileSource(path), limit)
     try:
         records = list(source.frames())
         for record in records:
             record.canvas, record.picture, record.detections = record.picture, None, np.zeros((0, 6), np.float32)
-        sink, = sink_factory(OutputPlan(video=folder / "writer_only.mp4"), source.info)
+        sink, = SinkFactory(ENCODER)(OutputPlan(video=folder / "writer_only.mp4"), source.info)
     finally:
         source.close()
 
@@ -171,11 +170,6 @@ def writer_only(path: Path, limit: int | None, folder: Path, sink_factory: SinkF
     started, finishing, ended = moments
     return {**timed, "encoder": {**encoder_timeline(sink.phases, started, ended),
                                  "parent_finish_s": round(ended - finishing, 4)}}
-
-
-def our_sinks(spec: EngineSpec) -> SinkFactory:
-    """The sinks the CLI opens beside the engine of `spec`."""
-    return SinkFactory(ENCODER, encoder_idle_priority=encoder_idle_priority(spec.device))
 
 
 def _naive_detector(spec: EngineSpec) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -215,7 +209,7 @@ def ours(path: Path, limit: int | None, folder: Path, spec: EngineSpec, video: b
     try:
         with build_engine(spec) as engine:
             plan = OutputPlan(video=folder / "ours.mp4") if video else OutputPlan(jsonl=folder / "ours.jsonl")
-            sinks = our_sinks(spec)(plan, source.info)
+            sinks = SinkFactory(ENCODER)(plan, source.info)
             cpu, started = _cpu_seconds(), time.monotonic()
             stats = run_pipeline(source, engine, sinks,
                                  PipelineOptions(detection_filter=detection_filter, tracking=tracking))
@@ -282,7 +276,7 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
                            "encoder": run_stats["encoder"]}
         result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
         result["encode_only"] = encode_only(path, limit, folder)
-        result["writer_only"] = writer_only(path, limit, folder, our_sinks(spec))
+        result["writer_only"] = writer_only(path, limit, folder)
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
     for key, *_ in runs:

@@ -18,7 +18,6 @@ from effdet_video.commands.common import (
     tracking,
 )
 from effdet_video.core.control import RunControl, stop_on_signals
-from effdet_video.engine.policy import encoder_idle_priority
 from effdet_video.errors import UserError
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
@@ -91,7 +90,7 @@ def command(input_path: Path, **options: Any) -> None:
     track = tracking(options)
     plan = planned_outputs(input_path, options)
     labels = model_labels(options)
-    encoder = encoder_settings(options)
+    open_sinks = SinkFactory(encoder_settings(options), labels)
     # Every option is checked before the input is opened and before any output or shared memory exists.
     pipeline_options = PipelineOptions(detection_filter=detection_filter(options), labels=labels,
                                        progress=not options["quiet"] and sys.stderr.isatty(), tracking=track)
@@ -102,9 +101,8 @@ def command(input_path: Path, **options: Any) -> None:
         check_free_space(output_needs(plan, input_path, source.expected_frames))
         from effdet_video.engine import factory  # torch is imported once the input is known good (or for --decoder)
 
-        spec = engine_spec(options, "run")
-        with factory.build_engine(spec) as engine:
-            sinks = SinkFactory(encoder, labels, encoder_idle_priority(spec.device))(plan, source.info)
+        with factory.build_engine(engine_spec(options, "run")) as engine:
+            sinks = open_sinks(plan, source.info)
             control = RunControl()
             with stop_on_signals(control):
                 stats = run_pipeline(source, engine, sinks, pipeline_options, control)

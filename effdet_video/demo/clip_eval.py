@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from effdet_video.engine.factory import build_engine
-from effdet_video.engine.policy import encoder_idle_priority
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
 from effdet_video.pipeline.stats import RunStats
@@ -28,8 +27,7 @@ def detect_clip(clip: Path, spec: EngineSpec, jsonl: Path, labels: dict[int, str
     source = VideoFileSource(clip)
     try:
         with build_engine(spec) as engine:
-            sinks = SinkFactory(labels=labels, encoder_idle_priority=encoder_idle_priority(spec.device))(
-                OutputPlan(video=annotated, jsonl=jsonl), source.info)
+            sinks = SinkFactory(labels=labels)(OutputPlan(video=annotated, jsonl=jsonl), source.info)
             options = PipelineOptions(detection_filter=DetectionFilter(score_threshold=score_threshold),
                                       labels=labels, tracking=tracking)
             return run_pipeline(source, engine, sinks, options)

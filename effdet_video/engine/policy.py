@@ -65,15 +65,6 @@ def autotunes_cudnn(batch_size: int) -> bool:
     return batch_size >= AUTOTUNE_MIN_BATCH
 
 
-def encoder_idle_priority(device: str) -> bool:
-    """Whether a file's encoder process takes only CPU time that the rest leaves (SCHED_IDLE) beside an
-    engine on a resolved `device`. On the CPU the engine bounds the run and the encoder has time to spare;
-    at equal priority its threads preempt the engine's, whose parallel steps then wait for the slowest
-    thread (docs/performance.md, item 13). Where the GPU detects, the encoder is the bound: equal priority.
-    `live` keeps equal priority whatever the device: its recording must keep up with the camera."""
-    return device == "cpu"
-
-
 def cpu_threads() -> int:
     """The CPUs this process may run on (taskset and cgroup affinity included, unlike os.cpu_count())."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 from effdet_video.core.control import POLL_S, Interrupted, RunControl
 from effdet_video.engine.base import Engine
-from effdet_video.engine.policy import encoder_idle_priority
 from effdet_video.engine.spec import EngineSpec
 from effdet_video.errors import UserError
 from effdet_video.pipeline.batch_inputs import BatchItem
@@ -51,7 +50,7 @@ class BatchOptions:
 
     def sink_factory(self) -> SinkFactory:
         """What opens every input's sinks."""
-        return SinkFactory(self.encoder, self.pipeline.labels, encoder_idle_priority(self.engine.device))
+        return SinkFactory(self.encoder, self.pipeline.labels)
 
 
 @dataclasses.dataclass

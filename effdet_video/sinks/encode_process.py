@@ -59,7 +59,6 @@ class EncodeJob:
     audio_from: str | None  # the input whose audio streams are copied packet by packet
     slots: int              # the slots' memory: `slots` frames of `frame_bytes` uint8
     frame_bytes: int
-    idle_priority: bool = False  # encode only on CPU time that the machine's other work leaves (SCHED_IDLE)
 
 
 class _OutputFile:
@@ -172,8 +171,6 @@ def serve(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connect
 
 
 def _encode_all(job: EncodeJob, slots: np.ndarray, frames: Connection, events: Connection) -> None:
-    if job.idle_priority and hasattr(os, "SCHED_IDLE"):  # Linux; before the encoder's threads, which inherit it
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     opening = time.perf_counter()
     try:
         output = _open(job)

@@ -61,13 +61,11 @@ def open_in_order(openers: Iterable[SinkOpener]) -> list[FrameSink]:
 
 @dataclasses.dataclass(frozen=True)
 class SinkFactory:
-    """Opens the sinks of an `OutputPlan` for one input; `labels` name the classes in the outputs;
-    `encoder_idle_priority`: see VideoFileSink. Plain settings, so it pickles into worker processes and
-    Ray actors."""
+    """Opens the sinks of an `OutputPlan` for one input; `labels` name the classes in the outputs. Plain
+    settings, so it pickles into worker processes and Ray actors."""
 
     encoder: EncoderSettings = EncoderSettings()
     labels: dict[int, str] | None = None
-    encoder_idle_priority: bool = False
 
     def openers(self, plan: OutputPlan, info: VideoInfo) -> list[SinkOpener]:
         """One opener per planned output, for callers that open further sinks of their own alongside."""
@@ -83,8 +81,7 @@ class SinkFactory:
             if self.encoder.audio:
                 check_audio_fits(info.path, path)
             return VideoFileSink(path, info, codec=self.encoder.codec, crf=self.encoder.crf,
-                                 preset=self.encoder.preset, audio=self.encoder.audio, labels=self.labels,
-                                 idle_priority=self.encoder_idle_priority)
+                                 preset=self.encoder.preset, audio=self.encoder.audio, labels=self.labels)
         if kind == "jsonl":
             return JsonLinesSink(path, self.labels)
         if kind == "tracks":

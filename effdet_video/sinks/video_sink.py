@@ -58,15 +58,12 @@ class VideoFileSink(FrameSink):
     """Annotated video file; audio streams of the input are copied packet by packet, interleaved by time.
     `labels` name the classes on the boxes. Once finished, `phases` has the encoder process's seconds:
     opening the output, from its first frame to its last, the part of that spent waiting for frames
-    (starved: the pipeline, not the encoder, was the bound), and draining and closing it.
-    `idle_priority`: the encoder process takes only CPU time that the machine's other work leaves
-    (engine/policy.encoder_idle_priority says when)."""
+    (starved: the pipeline, not the encoder, was the bound), and draining and closing it."""
 
     needs_canvas = True
 
     def __init__(self, output: Path, info: VideoInfo, codec: str | None = None, crf: int = 20,
-                 preset: str = "veryfast", audio: bool = True, labels: dict[int, str] | None = None,
-                 idle_priority: bool = False) -> None:
+                 preset: str = "veryfast", audio: bool = True, labels: dict[int, str] | None = None) -> None:
         self.info = info
         self.output = output
         self.labels = labels
@@ -90,7 +87,7 @@ class VideoFileSink(FrameSink):
             options=encoder_options(codec, crf, preset), pix_fmt=self._pix_fmt, width=info.width,
             height=info.height, rate=info.rate or Fraction(30), time_base=info.time_base,
             rotation=info.rotation, colour=info.colour, audio_from=str(info.path) if audio else None,
-            slots=self._slots.count, frame_bytes=size, idle_priority=idle_priority)
+            slots=self._slots.count, frame_bytes=size)
         child_frames, self._frames = multiprocessing.Pipe(duplex=False)
         self._events, child_events = multiprocessing.Pipe(duplex=False)
         inherited = (child_frames.fileno(), child_events.fileno(), self._slots.descriptor)
