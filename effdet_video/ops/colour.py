@@ -73,6 +73,7 @@ class ColourMatrix:
         green = (luma - self.kr * red - self.kb * blue) / (1.0 - self.kr - self.kb)
         return np.clip(np.stack((red, green, blue), -1) * 255.0, 0.0, 255.0)
 
+    @functools.cache
     def yuv_code(self, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-        """One colour's rounded 8-bit Y, Cb, Cr."""
+        """One colour's rounded 8-bit Y, Cb, Cr (a few colours, asked for every box of every frame)."""
         return tuple(int(v) for v in np.clip(np.rint(self.rgb_to_yuv(np.array(rgb))), 0, 255))

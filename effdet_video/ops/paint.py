@@ -31,8 +31,12 @@ class Patch:
 
     @classmethod
     def fill(cls, row: int, col: int, height: int, width: int, value: int | tuple[int, int]) -> Patch:
+        """A rectangle of one value: a read-only view with zero row and column strides, made by the array
+        constructor (np.broadcast_to's checks cost several times more, and box outlines take ten a box)."""
         value = np.asarray(value, dtype=np.uint8)
-        return cls(row, col, np.broadcast_to(value, (height, width, *value.shape)))
+        pixels = np.ndarray((height, width, *value.shape), np.uint8, value, 0, (0, 0, *value.strides))
+        pixels.flags.writeable = False
+        return cls(row, col, pixels)
 
     @property
     def constant(self) -> bool:
@@ -87,6 +91,7 @@ def paint_group(frames: torch.Tensor, plane_offset: int, plane_hw: tuple[int, in
     dtype = torch.uint8 if channels == 1 else torch.int16  # a Cb, Cr pair moves as one 16-bit sample
     np_dtype = np.uint8 if channels == 1 else np.int16
     rows, pixels, constants = [], [], []
+    offset = 0  # where the next patch's pixels start in the concatenated `pixels`
     for g, frame_patches in patches:
         for patch in frame_patches:
             clipped = patch.clipped(height, width)
@@ -98,10 +103,10 @@ def paint_group(frames: torch.Tensor, plane_offset: int, plane_hw: tuple[int, in
                 rows.append((g, clipped.row, clipped.col, h, w, -1))
                 constants.append(int(value))
             else:
-                offset = sum(p.size for p in pixels)
                 pixels.append(np.ascontiguousarray(clipped.pixels).view(np_dtype).reshape(-1))
                 rows.append((g, clipped.row, clipped.col, h, w, offset))
                 constants.append(0)
+                offset += pixels[-1].size
     if not rows:
         return
     device = frames.device
