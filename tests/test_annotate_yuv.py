@@ -105,6 +105,40 @@ def test_yuv_drawing_matches_the_rgb_reference_outside_a_band_around_boxes(frame
     assert np.abs(ours.astype(int) - untouched.astype(int))[inside].mean() > 20  # and they did
 
 
+@pytest.mark.parametrize("height, width, matrix", [(1080, 1920, BT709), (480, 720, BT601),
+                                                    (720, 1280, ColourMatrix(0.299, 0.114, full_range=True))])
+def test_labels_are_the_rgb_labels_converted_within_a_level(height, width, matrix):
+    """Every label pixel (text and ground) against the RGB drawing converted in the same matrix: luma
+    within one level, and each chroma block the label touches within one level of the average over the
+    label's own pixels in it."""
+    rows = detections(width, height)
+    reference_rgb = np.zeros((height, width, 3), np.uint8)
+    draw_detections(reference_rgb, rows)
+    reference = matrix.rgb_to_yuv(reference_rgb)
+    frame = np.zeros((height * 3 // 2, width), np.uint8)
+    luma, chroma = packed_planes(frame.reshape(-1), "yuv420p", width, height)
+    drawn = paint_lists(rows, PlaneGeometry(height, width, 0, (2, 2), matrix))
+    paint(luma, drawn.luma)
+    paint(chroma, drawn.chroma)
+    texts = 0
+    for layout in box_layouts(rows, height, width):
+        left, top, right, bottom = layout.label
+        right, bottom = min(right, width - 1), min(bottom, height - 1)
+        expected = reference[top: bottom + 1, left: right + 1]
+        got = luma[top: bottom + 1, left: right + 1]
+        assert np.abs(got - np.rint(expected[..., 0])).max() <= 1
+        texts += (got < np.rint(expected[..., 0]).max() - 20).sum()  # the text is there, darker than the ground
+        block_top, block_left, block_bottom, block_right = top // 2, left // 2, bottom // 2 + 1, right // 2 + 1
+        label = np.zeros((2 * (block_bottom - block_top), 2 * (block_right - block_left)), np.float32)
+        label[top - 2 * block_top: bottom + 1 - 2 * block_top, left - 2 * block_left: right + 1 - 2 * block_left] = 1
+        blocks = reference[2 * block_top: 2 * block_bottom, 2 * block_left: 2 * block_right, 1:]
+        sums = (blocks * label[..., None]).reshape(block_bottom - block_top, 2, block_right - block_left, 2, 2)
+        weights = label.reshape(block_bottom - block_top, 2, block_right - block_left, 2).sum(axis=(1, 3))
+        averaged = sums.sum(axis=(1, 3)) / weights[..., None]
+        assert np.abs(chroma[block_top: block_bottom, block_left: block_right] - np.rint(averaged)).max() <= 1
+    assert texts > 100
+
+
 @pytest.mark.parametrize("size, colorspace, matrix", [((1080, 1920), 1, "ITU709"), ((480, 720), 6, "SMPTE170M")])
 def test_box_colours_decode_to_the_intended_rgb_in_the_inputs_matrix(tmp_path, size, colorspace, matrix):
     """A clip tagged BT.709 (HD) or BT.601 (SD) and a box small enough to be a solid square of its

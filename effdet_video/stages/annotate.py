@@ -104,9 +104,10 @@ def draw_detections(image: np.ndarray, detections: np.ndarray, labels: dict[int,
         _put_text(image, layout, (left, top))
 
 
-def _put_text(image: np.ndarray, layout: BoxLayout, label_corner: tuple[int, int]) -> None:
+def _put_text(image: np.ndarray, layout: BoxLayout, label_corner: tuple[int, int],
+              colour: tuple[int, int, int] | int = _TEXT_COLOUR) -> None:
     left, top = label_corner
-    cv2.putText(image, layout.text, (left, top + layout.text_h), _FONT, layout.font_scale, _TEXT_COLOUR,
+    cv2.putText(image, layout.text, (left, top + layout.text_h), _FONT, layout.font_scale, colour,
                 layout.thickness, cv2.LINE_AA)
 
 
@@ -163,25 +164,44 @@ def _fills(geometry: PlaneGeometry, display_rect: tuple[int, int, int, int], yuv
 def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, thickness: int, text_h: int,
                    size: tuple[int, int], turns: int, matrix: ColourMatrix, subsampling: tuple[int, int],
                    phase: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A label's luma [h, w] and chroma [hc, wc, 2] in coded orientation, rendered once: the RGB label
-    drawn as `draw_detections` draws it, turned, converted, and its chroma averaged over each block the
-    label covers part or all of, for a label whose coded top-left is at `phase` within its block."""
+    """A label's luma [h, w] and chroma [hc, wc, 2] in coded orientation, rendered once, for a label whose
+    coded top-left is at `phase` within its chroma block; chroma is averaged over each block the label
+    covers part or all of.
+
+    The text is black and anti-aliased over the box colour: OpenCV blends each pixel towards black by the
+    strokes' coverage, so a label pixel is the colour times (1 - coverage), and its Y'CbCr is an affine
+    function of the coverage, as is a block's average. So only the coverage is drawn (one uint8 channel,
+    `draw_detections`' text in white on black) and looked up: a conversion of every pixel of an RGB label
+    cost several times more, and real scores make most labels new. Within a level of converting the
+    RGB label (OpenCV rounds each blend)."""
     height, width = size
-    rgb = np.empty((height, width, 3), np.uint8)
-    rgb[:] = colour
+    coverage = np.zeros((height, width), np.uint8)
     layout = BoxLayout(colour, (0, 0, 0, 0), thickness, text, font_scale, (0, 0, width - 1, height - 1), text_h)
-    _put_text(rgb, layout, (0, 0))
-    yuv = matrix.rgb_to_yuv(np.rot90(rgb, k=-turns))
-    luma = np.clip(np.rint(yuv[..., 0]), 0, 255).astype(np.uint8)
-    sy, sx = subsampling
-    pad_top, pad_left = phase
-    rows, cols = -(-(luma.shape[0] + pad_top) // sy), -(-(luma.shape[1] + pad_left) // sx)
-    yuv[..., 0] = 1.0  # from here on each pixel's weight in its block's average
-    padded = cv2.copyMakeBorder(yuv, pad_top, rows * sy - luma.shape[0] - pad_top, pad_left,
-                                cols * sx - luma.shape[1] - pad_left, cv2.BORDER_CONSTANT, value=0)
-    blocks = sum(padded[row::sy, col::sx] for row in range(sy) for col in range(sx))  # a strided sum is slower
-    chroma = np.clip(np.rint(blocks[..., 1:] / blocks[..., :1]), 0, 255).astype(np.uint8)
+    _put_text(coverage, layout, (0, 0), 255)
+    coverage = np.ascontiguousarray(np.rot90(coverage, k=-turns))
+    background, ink = matrix.rgb_to_yuv(np.array([colour, _TEXT_COLOUR], np.float32))
+    shades = background + np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None] * (ink - background)
+    luma = cv2.LUT(coverage, np.clip(np.rint(shades[:, 0]), 0, 255).astype(np.uint8))
+    (sy, sx), (pad_top, pad_left), (rows, cols) = subsampling, phase, coverage.shape
+    block_rows, block_cols = -(-(rows + pad_top) // sy), -(-(cols + pad_left) // sx)
+    padded = cv2.copyMakeBorder(coverage, pad_top, block_rows * sy - rows - pad_top, pad_left,
+                                block_cols * sx - cols - pad_left, cv2.BORDER_CONSTANT, value=0)
+    # each block's mean coverage over the label's own pixels in it (OpenCV's area resize of whole blocks
+    # counts the padding as zeros: divided by the label's share of each block)
+    block_means = cv2.resize(padded.astype(np.float32), (block_cols, block_rows), interpolation=cv2.INTER_AREA)
+    shares = np.outer(_share_per_block(block_rows, sy, pad_top, rows), _share_per_block(block_cols, sx, pad_left, cols))
+    mean = (block_means / (255.0 * shares))[..., None]
+    chroma = np.clip(np.rint(background[1:] + mean * (ink[1:] - background[1:])), 0, 255).astype(np.uint8)
     return luma, chroma
+
+
+def _share_per_block(blocks: int, size: int, pad: int, length: int) -> np.ndarray:
+    """Along one axis: the fraction of each of `blocks` blocks of `size` samples that a run of `length`
+    samples starting `pad` samples into the first block covers."""
+    counts = np.full(blocks, size, np.float32)
+    counts[0] -= pad
+    counts[-1] -= blocks * size - length - pad
+    return counts / size
 
 
 def paint_lists(detections: np.ndarray, geometry: PlaneGeometry, labels: dict[int, str] | None = None,
