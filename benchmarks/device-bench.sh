@@ -26,6 +26,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   [ $rc = 0 ] || tail -5 "/tmp/devlogs/$name.log"
   printf '%-14s rc=%s %4ss\n' "$name" "$rc" "$((SECONDS - t0))"
 }
+# issue15: every acceptance line of issue 15 in one call (a fresh machine: about 4-5 minutes), then the
+# GPU tests of the annotated path
+set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo e2e cpuvideo lines15 gpu15; else echo "$s"; fi; done)
 for s in "$@"; do
   case $s in
     env) nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
@@ -125,6 +128,10 @@ for s in "$@"; do
         --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --json "$OUT/cpuvideo.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
+    lines15) python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideo.json";;
+    gpu15) step gpu15 300 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py tests/test_gpu_sharing.py \
+             tests/test_annotate_yuv.py tests/test_encoder_slots.py
+           tail -3 /tmp/devlogs/gpu15.out;;
     summary) python3 benchmarks/summarize.py "$OUT"/*.json;;
   esac
 done

@@ -2,7 +2,7 @@
 detections only and annotated runs in turns, one engine per engine thread count, the encoder process at
 equal priority unless a variant says otherwise.
 python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE_THREADS,.. X264,..
-X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE) or :nice (nice 19)."""
+X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE) or :niceN (nice N)."""
 import json
 import os
 import sys
@@ -24,13 +24,17 @@ x264_threads = sys.argv[5].split(",")  # N, or N:idle / N:nice (the encoder proc
 spec = command_spec("d0", None, "auto", None, "cpu")
 original = video_sink.encoder_options
 popen = video_sink.subprocess.Popen
-PRE = {"idle": lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)), "nice": lambda: os.nice(19)}
+def scheduling(mode: str):
+    """The encoder process's scheduling, set as it starts: idle (SCHED_IDLE) or niceN (nice N)."""
+    if mode == "idle":
+        return lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    return lambda: os.nice(int(mode.removeprefix("nice")))
 
 
 def run(engine, folder, video, variant):
     x264, _, mode = str(variant).partition(":")
     x264 = int(x264)
-    video_sink.subprocess.Popen = (lambda *a, **k: popen(*a, preexec_fn=PRE[mode], **k)) if mode else popen
+    video_sink.subprocess.Popen = (lambda *a, **k: popen(*a, preexec_fn=scheduling(mode), **k)) if mode else popen
     video_sink.encoder_options = (lambda c, crf, p: {**original(c, crf, p), "threads": str(x264)}) if x264 else original
     source = vb.FirstFrames(VideoOpener("cpu", decode_threads=decode_threads_beside_encoder() if video else 0)(clip), frames)
     try:
