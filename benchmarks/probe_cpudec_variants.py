@@ -1,8 +1,9 @@
 """One-off device measurement (docs/performance.md, item 13): the annotated run with CPU decoding, decoder
 and encoder thread counts varied, against the transcode peer, in turns.
-python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>[:idle]: N decoder threads,
-M x264 threads, 0 = FFmpeg's choice; idle: FFmpeg's decoder threads at SCHED_IDLE, the codec opened from a
-helper thread at that priority, whose threads inherit it, the decode thread itself unchanged)"""
+python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>[:idle|:niceK]: N decoder
+threads, M x264 threads, 0 = FFmpeg's choice; idle / niceK: FFmpeg's decoder threads at SCHED_IDLE / nice K,
+the codec opened from a helper thread at that priority, whose threads inherit it, the decode thread itself
+unchanged)"""
 import json
 import os
 import sys
@@ -27,16 +28,28 @@ def set_x264_threads(n: int) -> None:
 stream_of = VideoFileSource._video_stream
 
 
-def idle_decoder_threads(self, nvdec=False, threaded=True):
-    stream = stream_of(self, nvdec, threaded)
-    if threaded and not nvdec:
-        def open_idle():
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            stream.codec_context.open()
-        opener = threading.Thread(target=open_idle)
-        opener.start()
-        opener.join()
-    return stream
+def lower_priority(mode: str) -> None:
+    """This thread (Linux: a nice value or policy is a thread's) at SCHED_IDLE (idle) or nice N (niceN)."""
+    if mode == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(int(mode.removeprefix("nice")))
+
+
+def decoder_threads_at(mode: str):
+    """VideoFileSource._video_stream whose codec is opened by a helper thread at `mode`'s priority, so
+    that FFmpeg's decoder threads, which it starts, inherit it and the decode thread keeps its own."""
+    def video_stream(self, nvdec=False, threaded=True):
+        stream = stream_of(self, nvdec, threaded)
+        if threaded and not nvdec:
+            def open_lowered():
+                lower_priority(mode)
+                stream.codec_context.open()
+            opener = threading.Thread(target=open_lowered)
+            opener.start()
+            opener.join()
+        return stream
+    return video_stream
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +62,7 @@ with tempfile.TemporaryDirectory() as tmp:
             threads, _, mode = v[3:].partition(":")
             dec, x264 = (int(x) for x in threads.split("x"))
             set_x264_threads(x264)
-            VideoFileSource._video_stream = idle_decoder_threads if mode == "idle" else stream_of
+            VideoFileSource._video_stream = decoder_threads_at(mode) if mode else stream_of
             frames, stats = vb.ours(clip, None, folder, spec, True, VideoOpener("cpu", decode_threads=dec))
             enc = stats["encoder"]
             print(json.dumps({"round": r, "run": v, "fps": round(stats["fps"], 1), "cpu": stats["cpu"]["cpu_ms_per_frame"],
