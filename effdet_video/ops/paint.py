@@ -32,7 +32,7 @@ class Patch:
     @classmethod
     def fill(cls, row: int, col: int, height: int, width: int, value: int | tuple[int, int]) -> Patch:
         """A rectangle of one value: a read-only view with zero row and column strides, made by the array
-        constructor (np.broadcast_to's checks cost several times more, and box outlines take ten a box)."""
+        constructor (np.broadcast_to's checks cost several times more, and a box's outline takes eight)."""
         value = np.asarray(value, dtype=np.uint8)
         pixels = np.ndarray((height, width, *value.shape), np.uint8, value, 0, (0, 0, *value.strides))
         pixels.flags.writeable = False

@@ -180,8 +180,8 @@ def _label_patches(text: str, colour: tuple[int, int, int], font_scale: float, t
     _put_text(coverage, layout, (0, 0), 255)
     coverage = np.ascontiguousarray(np.rot90(coverage, k=-turns))
     background, ink = matrix.rgb_to_yuv(np.array([colour, _TEXT_COLOUR], np.float32))
-    shades = background + np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None] * (ink - background)
-    luma = cv2.LUT(coverage, np.clip(np.rint(shades[:, 0]), 0, 255).astype(np.uint8))
+    shades = background[0] + np.linspace(0.0, 1.0, 256, dtype=np.float32) * (ink[0] - background[0])
+    luma = cv2.LUT(coverage, np.clip(np.rint(shades), 0, 255).astype(np.uint8))
     (sy, sx), (pad_top, pad_left), (rows, cols) = subsampling, phase, coverage.shape
     block_rows, block_cols = -(-(rows + pad_top) // sy), -(-(cols + pad_left) // sx)
     padded = cv2.copyMakeBorder(coverage, pad_top, block_rows * sy - rows - pad_top, pad_left,
