@@ -26,9 +26,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   [ $rc = 0 ] || tail -5 "/tmp/devlogs/$name.log"
   printf '%-14s rc=%s %4ss\n' "$name" "$rc" "$((SECONDS - t0))"
 }
-# issue15: every acceptance line of issue 15 in one call (a fresh machine: about 4-5 minutes), then the
-# GPU tests of the annotated path
-set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo e2e cpuvideo lines15 gpu15; else echo "$s"; fi; done)
+# issue15: every acceptance line of issue 15 in one call (a fresh machine: about 7-8 minutes; our runs and the
+# peers in rounds, each line a ratio of medians), then the GPU tests of the annotated path
+set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo capacity e2e cpuvideo lines15 gpu15; else echo "$s"; fi; done)
 for s in "$@"; do
   case $s in
     env) nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
@@ -49,8 +49,9 @@ for s in "$@"; do
     e2e)  # the end-to-end runs with each decoder
       for d in nvdec cpu; do
         step "e2e_$d" 200 $cli bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 \
-          --decoder $d --video "$CLIP" --json "$OUT/e2e_$d.json"
+          --decoder $d --video "$CLIP" --rounds 3 --json "$OUT/e2e_$d.json"
       done;;
+    capacity) python3 benchmarks/probe_cpu_capacity.py 2 1,8,12,16;;
     e2e_gil)  # is the write thread (x264) slowed by GIL hand-offs? same run at two switch intervals
       for si in 0.005 0.0005; do
         EFFDET_VIDEO_COMPILER=eager step "e2e_si$si" 200 python3 -c "import sys, runpy; sys.setswitchinterval($si); sys.argv[0] = 'effdet-video'; runpy.run_module('effdet_video.cli', run_name='__main__')" \
@@ -125,7 +126,8 @@ for s in "$@"; do
         bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 --decoder cpu --video "$CLIP" --json "$OUT/e2e_cv1.json";;
     cpuvideo)  # a CPU-only machine: the GPU hidden, annotated against detections only (720p clip)
       CUDA_VISIBLE_DEVICES= step cpuvideo 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers --no-startup \
-        --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --json "$OUT/cpuvideo.json";;
+        --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --rounds 5 \
+        --json "$OUT/cpuvideo.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
     lines15) python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideo.json";;

@@ -1,8 +1,10 @@
 """One-off device measurement (docs/performance.md, item 13), CPU only (run with CUDA_VISIBLE_DEVICES=):
 detections only and annotated runs in turns, one engine per engine thread count, the encoder process at
 equal priority unless a variant says otherwise.
-python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE_THREADS,.. X264,..
+python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE,.. X264,..
+ENGINE: the engine's threads, optionally xS: its streams (sessions of threads/S each; default the policy's).
 X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE) or :niceN (nice N)."""
+import dataclasses
 import json
 import os
 import sys
@@ -19,7 +21,7 @@ from effdet_video.sinks.factory import OutputPlan, SinkFactory
 from effdet_video.sources.source import VideoOpener, decode_threads_beside_encoder
 
 clip, frames, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-engine_threads = [int(x) for x in sys.argv[4].split(",")]
+engines = [tuple(int(n) for n in x.split("x")) for x in sys.argv[4].split(",")]
 x264_threads = sys.argv[5].split(",")  # N, or N:idle / N:nice (the encoder process's scheduling)
 spec = command_spec("d0", None, "auto", None, "cpu")
 original = video_sink.encoder_options
@@ -48,9 +50,9 @@ def run(engine, folder, video, variant):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    for threads in engine_threads:
+    for threads, *streams in engines:
         cpu_exported.cpu_threads = lambda: threads
-        with build_engine(spec) as engine:
+        with build_engine(dataclasses.replace(spec, cpu_streams=streams[0]) if streams else spec) as engine:
             print(json.dumps({"engine": engine.build_info.get("backend"), "threads": threads, "streams": engine.parallel_batches}), flush=True)
             run(engine, Path(tmp), False, '0')  # warm-up
             for r in range(rounds):

@@ -242,12 +242,21 @@ def tracking_cost(without: dict, with_tracking: dict) -> dict:
             "track_share_of_wall": round(track["busy_s"] / with_tracking["wall_s"], 4)}
 
 
+def median_round(rounds: list[dict]) -> dict:
+    """The round of median fps (of an even count, the lower middle one), with every round's fps in turn
+    order: on a machine shared with others one run can be off by a quarter either way."""
+    middle = sorted(rounds, key=lambda run: run["fps"])[(len(rounds) - 1) // 2]
+    return {**middle, "fps_rounds": [run["fps"] for run in rounds]}
+
+
 def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
                 open_source: SourceOpener = VideoFileSource, tracking: TrackingOptions | None = None,
-                open_video_source: SourceOpener | None = None) -> dict:
+                open_video_source: SourceOpener | None = None, rounds: int = 1) -> dict:
     """The runs on `path` (one more with `tracking`) and their ratios (fps); `open_source` opens the
     input of our pipeline's runs (its decoder choice), `open_video_source` that of the runs that write
-    video, as the CLI's does (default: `open_source`); the peers decode on the CPU."""
+    video, as the CLI's does (default: `open_source`); the peers decode on the CPU. With `rounds` > 1
+    our runs and the peers other than the naive loop run that many times in turns, and each reports its
+    median round (`median_round`), so the ratios compare medians measured side by side."""
     open_video_source = open_video_source or open_source
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
@@ -267,16 +276,19 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         runs = [("ours", True, None, default), ("ours_20_boxes", True, None, DRAWN_BOXES),
                 ("ours_no_video", False, None, default)]
         runs += [("ours_no_video_track", False, tracking, default)] if tracking else []
-        for key, video, track, detection_filter in runs:
-            timed = _timed(run_ours(key, video, track, detection_filter), folder)
-            run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
-            result[key] = {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
-                           "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
-                           "cpu": run_stats["cpu"], "decoder": run_stats["decoder"],
-                           "encoder": run_stats["encoder"]}
-        result["transcode"] = _timed(lambda f: transcode(path, limit, f), folder)
-        result["encode_only"] = encode_only(path, limit, folder)
-        result["writer_only"] = writer_only(path, limit, folder)
+        measured: dict[str, list[dict]] = {}
+        for _ in range(rounds):
+            for key, video, track, detection_filter in runs:
+                timed = _timed(run_ours(key, video, track, detection_filter), folder)
+                run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
+                measured.setdefault(key, []).append({
+                    **timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
+                    "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
+                    "cpu": run_stats["cpu"], "decoder": run_stats["decoder"], "encoder": run_stats["encoder"]})
+            measured.setdefault("transcode", []).append(_timed(lambda f: transcode(path, limit, f), folder))
+            measured.setdefault("encode_only", []).append(encode_only(path, limit, folder))
+            measured.setdefault("writer_only", []).append(writer_only(path, limit, folder))
+        result.update((key, median_round(values) if rounds > 1 else values[0]) for key, values in measured.items())
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
     for key, *_ in runs:

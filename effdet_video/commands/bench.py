@@ -88,6 +88,9 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also run end to end on this video: our pipeline (annotated video; detections only), a "
                    "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Use only this many frames of --video.")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --video: run ours and the peers (but the naive loop) this many times in turns; each "
+                   "reports its median round and every round's fps.")
 @click.option("--track", is_flag=True,
               help="With --video: also run detections only with the tracker on, and report its cost.")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
@@ -101,7 +104,7 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
               help="Also write the JSON here.")
 def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, device: str, weights: str | None,
             seconds: float, peers: bool, startup: bool, video_path: Path | None, frames: int | None,
-            decoder: str, image_size: int | None, cpu_backends: str, json_path: str | None, track: bool) -> None:
+            rounds: int, decoder: str, image_size: int | None, cpu_backends: str, json_path: str | None, track: bool) -> None:
     """Measure engines and peers; print JSON."""
     for model in _csv(models):  # an unknown name fails the command here, not as one error row per engine
         get_model_config(model)
@@ -150,7 +153,7 @@ def command(models: str, batch_sizes: str, precisions: str, nms_modes: str, devi
         tracking = tracking_options(DetectionFilter().score_threshold, TrackerSettings().patience_s, trails=False)
         result["video"] = bench_video(video_path, run_spec, frames, video_opener(decoder, [resolved]),
                                       tracking if track else None,
-                                      video_opener(decoder, [resolved], writes_video=True))
+                                      video_opener(decoder, [resolved], writes_video=True), rounds)
         click.echo(json.dumps(result["video"]["ratios"]), err=True)
         if track:
             click.echo(json.dumps({"tracking": result["video"]["tracking"]}), err=True)

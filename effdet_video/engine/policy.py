@@ -32,8 +32,9 @@ QUICK_START_BATCH = RUN_GPU_BATCH
 AUTOTUNE_MIN_BATCH = 8
 
 # A CPU runtime that runs several batches at once (OpenVINO's streams, the threads split among them)
-# multiplies a small model's throughput on many cores, each batch taking longer; at most this many.
-MAX_CPU_STREAMS = 4
+# multiplies a small model's throughput on many cores, each batch taking longer; at most this many
+# (docs/cpu-engine.md: on 16 cores 8 beat 4, above all beside a video encoder).
+MAX_CPU_STREAMS = 8
 
 _GPU_DEFAULTS: dict[Mode, int] = {"run": RUN_GPU_BATCH, "live": LIVE_BATCH, "batch": BATCH_GPU_BATCH,
                                   "demo": DEMO_BATCH, "bench": RUN_GPU_BATCH}
