@@ -131,7 +131,7 @@ for s in "$@"; do
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
     lines15) python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideo.json";;
-    gpu15) step gpu15 300 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py tests/test_gpu_sharing.py \
+    gpu15) step gpu15 300 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py tests/test_gpu_sharing.py tests/test_prepare_on_device.py \
              tests/test_annotate_yuv.py tests/test_encoder_slots.py
            tail -3 /tmp/devlogs/gpu15.out;;
     summary) python3 benchmarks/summarize.py "$OUT"/*.json;;

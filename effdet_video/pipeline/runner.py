@@ -35,7 +35,8 @@ from effdet_video.stages.track import FrameTracker, TrackingOptions, tracking_fi
 DONE = object()  # end-of-stream marker
 T = TypeVar("T")
 # Frames in GPU memory are prepared by one worker, up to this many at once (stages/prepare.py's
-# prepare_frames): the GPU does the work, the host only queues a few calls per group.
+# prepare_frames): the GPU does the work, the host only queues a few calls per group. Host frames
+# letterboxed on the engine's GPU are grouped so too, by each of the prepare workers.
 GPU_PREPARE_GROUP = 16
 
 
@@ -86,7 +87,8 @@ class _Run:
         preparers = 1 if source.frames_on_gpu else options.prepare_workers
         annotators = 1 if source.frames_on_gpu else options.annotate_workers
         self.preparers, self.annotators = preparers, annotators
-        self.group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1
+        self.letterbox_device = engine.device if engine.device.startswith("cuda") else None
+        self.group = GPU_PREPARE_GROUP if source.frames_on_gpu or self.letterbox_device else 1
         self.clocks = {
             "decode": StageClock("decode"),
             "prepare": StageClock("prepare", preparers),
@@ -153,7 +155,7 @@ class _Run:
             records, done = self._take(self.decoded, self.group)
             if records:
                 with clock.busy(items=len(records)):
-                    prepare_frames(records, size, self.draw, self.canvas)
+                    prepare_frames(records, size, self.draw, self.canvas, self.letterbox_device)
             for record in records:
                 self.control.put(self.prepared, record)
         self.control.put(self.prepared, DONE)

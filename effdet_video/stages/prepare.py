@@ -2,7 +2,9 @@
 A frame NVDEC left in GPU memory is letterboxed there (ops/nv12.py) and only the network input comes to
 the host; its full-size RGB frame is downloaded only when a sink draws on RGB. Sinks that draw on the
 decoded frame itself get it kept as `record.canvas` (for GPU frames, an nv12 copy NVDEC's surface no
-longer holds)."""
+longer holds). A 4:2:0 frame decoded on the host, for an engine on a GPU, has its planes copied there
+and is letterboxed the same way: the host then spends a copy on it, not a full-frame conversion and
+resize (its canvas stays on the host)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -13,7 +15,7 @@ import numpy as np
 from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.sources.hw_decode import gpu_planes, on_gpu
-from effdet_video.stages.canvas import GpuFrame, GpuFrames
+from effdet_video.stages.canvas import GpuFrame, GpuFrames, chroma_size
 
 
 def to_display_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -64,20 +66,31 @@ def prepare_frame(record: FrameRecord, image_size: Sequence[int], needs_image: b
     record.image = image if needs_image else None
 
 
+def letterboxed_on_device(picture: Any) -> bool:
+    """Whether a host `picture` can be letterboxed from its planes on an engine's device: the 4:2:0
+    layouts `picture_to_rgb` converts with OpenCV, whose arithmetic ops/nv12.py follows."""
+    return picture.format.name in _OPENCV_TO_RGB and picture.width % 2 == 0 and picture.height % 2 == 0
+
+
 def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool = True,
-                   needs_canvas: bool = False) -> None:
+                   needs_canvas: bool = False, letterbox_device: str | None = None) -> None:
     """`prepare_frame` for each record. Frames in GPU memory are letterboxed together, a group per size
     and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
-    which many threads make slow) and one download."""
-    groups: dict[tuple[int, int, int], list[FrameRecord]] = {}
+    which many threads make slow) and one download. With `letterbox_device` (the engine's GPU), host
+    frames that `letterboxed_on_device` takes are grouped so too, on that device."""
+    groups: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     for record in records:
-        if on_gpu(record.picture):
-            key = (record.picture.width, record.picture.height, record.rotation)
+        picture = record.picture
+        if on_gpu(picture) or (letterbox_device and letterboxed_on_device(picture)):
+            key = (picture.format.name, picture.width, picture.height, record.rotation)
             groups.setdefault(key, []).append(record)
         else:
             prepare_frame(record, image_size, needs_image, needs_canvas)
     for group in groups.values():
-        _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
+        if on_gpu(group[0].picture):
+            _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
+        else:
+            _prepare_host_frames_on(letterbox_device, group, image_size, needs_image, needs_canvas)
 
 
 def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool,
@@ -85,8 +98,6 @@ def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], n
     """Frames of one size and rotation, in GPU memory: copied out of NVDEC's surfaces into one packed
     nv12 group (which is the canvas, where one is needed), then letterboxed together."""
     import torch
-
-    from effdet_video.ops.nv12 import display_rgb, letterbox_nv12, to_uint8_hwc
 
     planes = [gpu_planes(record.picture) for record in records]
     for record in records:
@@ -98,11 +109,54 @@ def _prepare_on_gpu(records: Sequence[FrameRecord], image_size: Sequence[int], n
             luma.copy_(y)
             chroma.copy_(uv)
         del planes
-        rotation = records[0].rotation
-        net_images, geometry = letterbox_nv12(frames.luma, frames.chroma, rotation, image_size)
-        net_images = net_images.cpu().numpy()
-        images = (to_uint8_hwc(display_rgb(frames.luma, frames.chroma, rotation)).cpu().numpy() if needs_image
-                  else [None] * len(records))
-    for index, (record, net_image, image) in enumerate(zip(records, net_images, images)):
-        record.net_image, record.letterbox, record.image = net_image, geometry, image
+        _letterbox_group(records, frames, image_size, needs_image)
+    for index, record in enumerate(records):
         record.canvas = GpuFrame(frames, index) if needs_canvas else None
+
+
+def _prepare_host_frames_on(device: str, records: Sequence[FrameRecord], image_size: Sequence[int],
+                            needs_image: bool, needs_canvas: bool) -> None:
+    """Host frames of one layout, size and rotation: their planes copied into one nv12 group on `device`
+    and letterboxed together there; each canvas stays the host picture."""
+    import torch
+
+    first = records[0].picture
+    height, width = first.height, first.width
+    rows, cols = chroma_size("nv12", width, height)
+    with torch.inference_mode():
+        frames = GpuFrames.empty(len(records), height, width, torch.device(device))
+        for luma, chroma, record in zip(frames.luma, frames.chroma, records):
+            planes = record.picture.planes
+            luma.copy_(_plane_on(device, planes[0], height, width))
+            if record.picture.format.name == "nv12":
+                chroma.copy_(_plane_on(device, planes[1], rows, 2 * cols).unflatten(1, (cols, 2)))
+            else:
+                chroma[..., 0].copy_(_plane_on(device, planes[1], rows, cols))
+                chroma[..., 1].copy_(_plane_on(device, planes[2], rows, cols))
+            record.canvas = record.picture if needs_canvas else None
+            record.picture = None
+        _letterbox_group(records, frames, image_size, needs_image)
+
+
+def _plane_on(device: str, plane: Any, rows: int, row_bytes: int) -> Any:
+    """A host picture plane's [rows, row_bytes] pixels on `device`: its rows copied whole, with the
+    padding at their ends (one contiguous copy), which is then cut off there."""
+    import torch
+
+    data = np.frombuffer(plane, np.uint8)[: rows * plane.line_size].reshape(rows, plane.line_size)
+    return torch.from_numpy(data).to(device)[:, :row_bytes]
+
+
+def _letterbox_group(records: Sequence[FrameRecord], frames: GpuFrames, image_size: Sequence[int],
+                     needs_image: bool) -> None:
+    """Each record's network input and geometry from its frame of `frames` (one size and rotation), and
+    its display-orientation RGB frame where `needs_image`; one download each."""
+    from effdet_video.ops.nv12 import display_rgb, letterbox_nv12, to_uint8_hwc
+
+    rotation = records[0].rotation
+    net_images, geometry = letterbox_nv12(frames.luma, frames.chroma, rotation, image_size)
+    net_images = net_images.cpu().numpy()
+    images = (to_uint8_hwc(display_rgb(frames.luma, frames.chroma, rotation)).cpu().numpy() if needs_image
+              else [None] * len(records))
+    for record, net_image, image in zip(records, net_images, images):
+        record.net_image, record.letterbox, record.image = net_image, geometry, image

@@ -1,0 +1,94 @@
+"""Host-decoded frames letterboxed on the engine's device (stages/prepare.py's `letterbox_device`): the
+planes are copied there and sampled as NVDEC's frames are, giving the network input of the OpenCV path
+within a grey level. The arithmetic is torch's on any device, so the CPU checks it here; the GPU test
+runs the same comparison where the pipeline uses it."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from effdet_video.core.frames import FrameRecord
+from effdet_video.pipeline import runner
+from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+from effdet_video.sources.source import VideoFileSource
+from effdet_video.stages.prepare import prepare_frames
+from tests.support.fakes import FakeEngine
+
+SIZE = (256, 256)
+
+
+def pictures(clip: Path, count: int) -> list:
+    source = VideoFileSource(clip)
+    try:
+        return [record.picture for _, record in zip(range(count), source.frames())]
+    finally:
+        source.close()
+
+
+def records(frames: list, rotation: int) -> list[FrameRecord]:
+    return [FrameRecord(index, index, Fraction(1, 30), rotation=rotation, picture=picture)
+            for index, picture in enumerate(frames)]
+
+
+def assert_letterboxed_alike(frames: list, rotation: int, device: str) -> None:
+    """The same frames through the OpenCV path and through `device`: same geometry, network inputs within
+    a level, full RGB frames (asked for) within conversion noise, and each canvas the host picture."""
+    host, on_device = records(frames, rotation), records(frames, rotation)
+    prepare_frames(host, SIZE, needs_image=True, needs_canvas=True)
+    prepare_frames(on_device, SIZE, needs_image=True, needs_canvas=True, letterbox_device=device)
+    for theirs, ours, picture in zip(host, on_device, frames):
+        assert ours.letterbox == theirs.letterbox
+        difference = np.abs(ours.net_image.astype(np.int16) - theirs.net_image)
+        assert difference.max() <= 1 and difference.mean() < 0.3, (difference.max(), difference.mean())
+        assert np.abs(ours.image.astype(np.int16) - theirs.image).mean() < 0.5
+        assert ours.canvas is picture and ours.picture is None
+
+
+@pytest.mark.parametrize("layout", ["yuv420p", "nv12"])
+@pytest.mark.parametrize("rotation", [0, 90, 270])
+def test_host_frames_letterboxed_from_their_planes_match_the_opencv_path(media: Path, layout: str,
+                                                                          rotation: int) -> None:
+    frames = [picture.reformat(format=layout) for picture in pictures(media / "pan-720p30-h264-noaudio.mp4", 2)]
+    assert_letterboxed_alike(frames, rotation, "cpu")
+
+
+def test_layouts_the_planes_path_does_not_take_stay_on_the_host(media: Path) -> None:
+    """4:4:4 and odd sizes go through PyAV's conversion on the host, as without a device."""
+    frame = pictures(media / "pan-720p30-h264-noaudio.mp4", 1)[0]
+    for picture in (frame.reformat(format="yuv444p"), frame.reformat(width=333, height=187)):
+        host, on_device = records([picture], 0), records([picture], 0)
+        prepare_frames(host, SIZE)
+        prepare_frames(on_device, SIZE, letterbox_device="cpu")
+        assert np.array_equal(host[0].net_image, on_device[0].net_image)
+
+
+def test_the_pipeline_letterboxes_host_frames_on_a_cuda_engines_device(media: Path, monkeypatch) -> None:
+    """The run hands the engine's device to the prepare stage only when it is a CUDA device (recorded
+    here, then prepared on the host: no GPU needed)."""
+    asked: list[str | None] = []
+
+    def recording(records, image_size, needs_image, needs_canvas, letterbox_device=None):
+        asked.append(letterbox_device)
+        prepare_frames(records, image_size, needs_image, needs_canvas)
+
+    monkeypatch.setattr(runner, "prepare_frames", recording)
+    for device in ("cuda:0", "cpu"):
+        engine = FakeEngine(batch_size=4, image_size=SIZE)
+        engine.device = device
+        source = VideoFileSource(media / "pan-720p30-h264-noaudio.mp4")
+        try:
+            stats = run_pipeline(source, engine, [], PipelineOptions(prepare_workers=2))
+        finally:
+            source.close()
+        assert stats.frames == 90 and set(asked) == {device if device != "cpu" else None}
+        asked.clear()
+
+
+@pytest.mark.gpu
+def test_host_frames_letterboxed_on_the_gpu_match_the_opencv_path(media: Path) -> None:
+    frames = pictures(media / "bench-1080p30-h264-aac.mp4", 16)
+    for rotation in (0, 90):
+        assert_letterboxed_alike(frames, rotation, "cuda:0")
