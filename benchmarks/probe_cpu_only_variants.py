@@ -3,7 +3,8 @@ detections only and annotated runs in turns, one engine per engine thread count,
 equal priority unless a variant says otherwise.
 python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE,.. X264,..
 ENGINE: the engine's threads, optionally xS: its streams (sessions of threads/S each; default the policy's).
-X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE) or :niceN (nice N)."""
+X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE), :niceN (nice N) or :affN
+(the encoder process on the last N CPUs)."""
 import dataclasses
 import json
 import os
@@ -27,9 +28,13 @@ spec = command_spec("d0", None, "auto", None, "cpu")
 original = video_sink.encoder_options
 popen = video_sink.subprocess.Popen
 def scheduling(mode: str):
-    """The encoder process's scheduling, set as it starts: idle (SCHED_IDLE) or niceN (nice N)."""
+    """The encoder process's scheduling, set as it starts: idle (SCHED_IDLE), niceN (nice N) or affN (on the
+    last N CPUs of this process's only)."""
     if mode == "idle":
         return lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if mode.startswith("aff"):
+        cpus = sorted(os.sched_getaffinity(0))[-int(mode.removeprefix("aff")):]
+        return lambda: os.sched_setaffinity(0, cpus)
     return lambda: os.nice(int(mode.removeprefix("nice")))
 
 
