@@ -7,7 +7,7 @@ and is letterboxed the same way: the host then spends a copy on it, not a full-f
 resize (its canvas stays on the host)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
@@ -16,6 +16,9 @@ from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.sources.hw_decode import gpu_planes, on_gpu
 from effdet_video.stages.canvas import GpuFrame, GpuFrames, chroma_size
+
+if TYPE_CHECKING:
+    import torch
 
 
 def to_display_orientation(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -78,18 +81,21 @@ def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], ne
     and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
     which many threads make slow) and one download. With `letterbox_device` (the engine's GPU), host
     frames that `letterboxed_on_device` takes are grouped so too, on that device."""
-    groups: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
+    on_device: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
+    on_host: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     for record in records:
         picture = record.picture
-        if on_gpu(picture) or (letterbox_device and letterboxed_on_device(picture)):
-            key = (picture.format.name, picture.width, picture.height, record.rotation)
-            groups.setdefault(key, []).append(record)
+        key = (picture.format.name, picture.width, picture.height, record.rotation)
+        if on_gpu(picture):
+            on_device.setdefault(key, []).append(record)
+        elif letterbox_device and letterboxed_on_device(picture):
+            on_host.setdefault(key, []).append(record)
         else:
             prepare_frame(record, image_size, needs_image, needs_canvas)
-    for group in groups.values():
-        if on_gpu(group[0].picture):
-            _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
-        else:
+    for group in on_device.values():
+        _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
+    if letterbox_device:
+        for group in on_host.values():
             _prepare_host_frames_on(letterbox_device, group, image_size, needs_image, needs_canvas)
 
 
@@ -138,7 +144,7 @@ def _prepare_host_frames_on(device: str, records: Sequence[FrameRecord], image_s
         _letterbox_group(records, frames, image_size, needs_image)
 
 
-def _plane_on(device: str, plane: Any, rows: int, row_bytes: int) -> Any:
+def _plane_on(device: str, plane: Any, rows: int, row_bytes: int) -> torch.Tensor:
     """A host picture plane's [rows, row_bytes] pixels on `device`: its rows copied whole, with the
     padding at their ends (one contiguous copy), which is then cut off there."""
     import torch
