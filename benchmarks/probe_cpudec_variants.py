@@ -1,9 +1,10 @@
 """One-off device measurement (docs/performance.md, item 13): the annotated run with CPU decoding, decoder
 and encoder thread counts varied, against the transcode peer, in turns.
-python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>[:idle|:niceK]: N decoder
+python3 benchmarks/probe_cpudec_variants.py CLIP ROUNDS VARIANT...  (dec<N>x<M>[:idle|:niceK][:wW]: N decoder
 threads, M x264 threads, 0 = FFmpeg's choice; idle / niceK: FFmpeg's decoder threads at SCHED_IDLE / nice K,
 the codec opened from a helper thread at that priority, whose threads inherit it, the decode thread itself
-unchanged)"""
+unchanged; wW: W prepare and W annotate workers instead of the pipeline's default)"""
+import functools
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import effdet_video.sinks.video_sink as video_sink
 from effdet_video.bench import video_bench as vb
 from effdet_video.commands.bench import command_spec
+from effdet_video.pipeline.runner import PipelineOptions
 from effdet_video.sources.source import VideoFileSource, VideoOpener
 
 clip, rounds, variants = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
@@ -59,10 +61,14 @@ with tempfile.TemporaryDirectory() as tmp:
         t = vb._timed(lambda f: vb.transcode(clip, None, f), folder)
         print(json.dumps({"round": r, "run": "transcode", "fps": t["fps"], "cpu": t["cpu"]["cpu_ms_per_frame"]}), flush=True)
         for v in variants:
-            threads, _, mode = v[3:].partition(":")
+            threads, *modes = v[3:].split(":")
             dec, x264 = (int(x) for x in threads.split("x"))
             set_x264_threads(x264)
-            VideoFileSource._video_stream = decoder_threads_at(mode) if mode else stream_of
+            priority = next((m for m in modes if not m.startswith("w")), None)
+            workers = next((int(m[1:]) for m in modes if m.startswith("w")), None)
+            VideoFileSource._video_stream = decoder_threads_at(priority) if priority else stream_of
+            vb.PipelineOptions = (functools.partial(PipelineOptions, prepare_workers=workers, annotate_workers=workers)
+                                  if workers else PipelineOptions)
             frames, stats = vb.ours(clip, None, folder, spec, True, VideoOpener("cpu", decode_threads=dec))
             enc = stats["encoder"]
             print(json.dumps({"round": r, "run": v, "fps": round(stats["fps"], 1), "cpu": stats["cpu"]["cpu_ms_per_frame"],
