@@ -80,7 +80,8 @@ def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], ne
     """`prepare_frame` for each record. Frames in GPU memory are letterboxed together, a group per size
     and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
     which many threads make slow) and one download. With `letterbox_device` (the engine's GPU), host
-    frames that `letterboxed_on_device` takes are grouped so too, on that device."""
+    frames that `letterboxed_on_device` takes are grouped so too, on that device, unless `needs_image`:
+    a full RGB frame on the host costs the host its conversion anyway, and the device a group of them."""
     on_device: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     on_host: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     for record in records:
@@ -88,7 +89,7 @@ def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], ne
         key = (picture.format.name, picture.width, picture.height, record.rotation)
         if on_gpu(picture):
             on_device.setdefault(key, []).append(record)
-        elif letterbox_device and letterboxed_on_device(picture):
+        elif letterbox_device and not needs_image and letterboxed_on_device(picture):
             on_host.setdefault(key, []).append(record)
         else:
             prepare_frame(record, image_size, needs_image, needs_canvas)
