@@ -130,6 +130,9 @@ for s in "$@"; do
         --json "$OUT/cpuvideo.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
+    cpudec15)  # issue 15's CPU-decoding line: our run's variants against the transcode peer, in turns (5 rounds)
+      step cpudec15 420 python3 benchmarks/probe_cpudec_variants.py "$CLIP" 5 dec8x0 dec8x0:w2 dec8x0:w4 dec4x0
+      grep -v Warn /tmp/devlogs/cpudec15.out;;
     lines15) python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideo.json";;
     gpu15) step gpu15 300 python3 -m pytest -q -ra -m gpu tests/test_nvdec.py tests/test_gpu_sharing.py tests/test_prepare_on_device.py \
              tests/test_annotate_yuv.py tests/test_encoder_slots.py
