@@ -4,6 +4,7 @@ within a grey level. The arithmetic is torch's on any device, so the CPU checks 
 runs the same comparison where the pipeline uses it."""
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from effdet_video.core.frames import FrameRecord
 from effdet_video.pipeline import runner
 from effdet_video.pipeline.runner import PipelineOptions, run_pipeline
+from effdet_video.sinks.base import FrameSink
 from effdet_video.sources.source import VideoFileSource
 from effdet_video.stages import prepare
 from effdet_video.stages.prepare import prepare_frames
@@ -73,26 +75,46 @@ def test_frames_the_planes_path_does_not_take_stay_on_the_host(media: Path, monk
     assert len(on_host) == 6
 
 
-def test_the_pipeline_letterboxes_host_frames_on_a_cuda_engines_device(media: Path, monkeypatch) -> None:
-    """The run hands the engine's device to the prepare stage only when it is a CUDA device (recorded
-    here, then prepared on the host: no GPU needed)."""
-    asked: list[str | None] = []
+class RgbSink(FrameSink):
+    """Draws on the full RGB frame (as the live preview does); keeps nothing."""
+
+    needs_image = True
+
+    def write(self, record: FrameRecord) -> None:
+        assert record.image is not None
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_the_pipeline_letterboxes_host_frames_on_a_cuda_engines_device_in_groups(media: Path, monkeypatch) -> None:
+    """The run hands the engine's device to the prepare stage only when it is a CUDA device, and its
+    workers take host frames in groups only where that stage letterboxes them there together: not on a
+    CPU engine, nor where a sink draws on RGB (recorded here, then prepared on the host, slowly enough
+    for frames to queue up: no GPU needed)."""
+    calls: list[tuple[str | None, int]] = []
 
     def recording(records, image_size, needs_image, needs_canvas, letterbox_device=None):
-        asked.append(letterbox_device)
+        calls.append((letterbox_device, len(records)))
+        time.sleep(0.02)
         prepare_frames(records, image_size, needs_image, needs_canvas)
 
     monkeypatch.setattr(runner, "prepare_frames", recording)
-    for device in ("cuda:0", "cpu"):
+    for device, sinks, grouped in (("cuda:0", [], True), ("cpu", [], False), ("cuda:0", [RgbSink()], False)):
         engine = FakeEngine(batch_size=4, image_size=SIZE)
         engine.device = device
         source = VideoFileSource(media / "pan-720p30-h264-noaudio.mp4")
         try:
-            stats = run_pipeline(source, engine, [], PipelineOptions(prepare_workers=2))
+            stats = run_pipeline(source, engine, sinks, PipelineOptions(prepare_workers=2))
         finally:
             source.close()
-        assert stats.frames == 90 and set(asked) == {device if device != "cpu" else None}
-        asked.clear()
+        assert stats.frames == 90 and sum(count for _, count in calls) == 90
+        assert {asked for asked, _ in calls} == {device if device != "cpu" else None}
+        assert (max(count for _, count in calls) > 1) == grouped, (device, sinks, calls)
+        calls.clear()
 
 
 @pytest.mark.gpu

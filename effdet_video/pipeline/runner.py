@@ -29,14 +29,15 @@ from effdet_video.sinks.base import FrameSink
 from effdet_video.sources.base import FrameSource
 from effdet_video.stages.annotate import draw_detections
 from effdet_video.stages.infer import DetectionFilter, EngineBatcher
-from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames
+from effdet_video.stages.prepare import one_opencv_thread_per_worker, prepare_frames, prepared_in_groups
 from effdet_video.stages.track import FrameTracker, TrackingOptions, tracking_filter
 
 DONE = object()  # end-of-stream marker
 T = TypeVar("T")
 # Frames in GPU memory are prepared by one worker, up to this many at once (stages/prepare.py's
 # prepare_frames): the GPU does the work, the host only queues a few calls per group. Host frames
-# letterboxed on the engine's GPU are grouped so too, by each of the prepare workers.
+# letterboxed on the engine's GPU are taken so too, by each of the prepare workers; frames the host
+# prepares alone are taken one at a time, so that every worker gets some.
 GPU_PREPARE_GROUP = 16
 
 
@@ -88,7 +89,8 @@ class _Run:
         annotators = 1 if source.frames_on_gpu else options.annotate_workers
         self.preparers, self.annotators = preparers, annotators
         self.letterbox_device = engine.device if engine.device.startswith("cuda") else None
-        self.group = GPU_PREPARE_GROUP if source.frames_on_gpu or self.letterbox_device else 1
+        self.prepare_group = GPU_PREPARE_GROUP if source.frames_on_gpu or self.letterbox_device else 1
+        self.annotate_group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1  # GPU canvases drawn on together
         self.clocks = {
             "decode": StageClock("decode"),
             "prepare": StageClock("prepare", preparers),
@@ -97,9 +99,9 @@ class _Run:
             "annotate": StageClock("annotate", annotators),
             "write": StageClock("write"),
         }
-        self.decoded: queue.Queue = queue.Queue(maxsize=2 * max(preparers, self.group))
+        self.decoded: queue.Queue = queue.Queue(maxsize=2 * max(preparers, self.prepare_group))
         self.prepared: queue.Queue = queue.Queue(maxsize=engine.batch_size + preparers)
-        self.detected: queue.Queue = queue.Queue(maxsize=2 * max(annotators, self.group))
+        self.detected: queue.Queue = queue.Queue(maxsize=2 * max(annotators, self.annotate_group))
         self.annotated: queue.Queue = queue.Queue(maxsize=2 * annotators)
         self.draw = any(sink.needs_image for sink in sinks)
         self.canvas = any(sink.needs_canvas for sink in sinks)
@@ -133,14 +135,14 @@ class _Run:
         for _ in range(self.preparers):
             self.control.put(self.decoded, DONE)
 
-    def _take(self, source_queue: queue.Queue, most: int) -> tuple[list[FrameRecord], bool]:
-        """Up to `most` records: waits for the first, then takes those already queued; and whether the
-        DONE marker came (nothing follows it for this worker)."""
+    def _take(self, source_queue: queue.Queue, most: Callable[[FrameRecord], int]) -> tuple[list[FrameRecord], bool]:
+        """Up to `most(first)` records: waits for the first, then takes those already queued; and whether
+        the DONE marker came (nothing follows it for this worker)."""
         records: list[FrameRecord] = []
         item = self.control.get(source_queue)
         while item is not DONE:
             records.append(item)
-            if len(records) == most:
+            if len(records) == most(records[0]):
                 return records, False
             try:
                 item = source_queue.get_nowait()
@@ -148,11 +150,17 @@ class _Run:
                 return records, False
         return records, True
 
+    def _prepare_group(self, first: FrameRecord) -> int:
+        """How many frames a prepare worker takes with `first`: a group where they are prepared together
+        (a source's frames in GPU memory always are)."""
+        grouped = self.source.frames_on_gpu or prepared_in_groups(first.picture, self.draw, self.letterbox_device)
+        return self.prepare_group if grouped else 1
+
     def prepare(self) -> None:
         size, clock = self.engine.image_size, self.clocks["prepare"]
         done = False
         while not done:
-            records, done = self._take(self.decoded, self.group)
+            records, done = self._take(self.decoded, self._prepare_group)
             if records:
                 with clock.busy(items=len(records)):
                     prepare_frames(records, size, self.draw, self.canvas, self.letterbox_device)
@@ -185,7 +193,7 @@ class _Run:
         clock = self.clocks["annotate"]
         done = False
         while not done:
-            records, done = self._take(self.detected, self.group)
+            records, done = self._take(self.detected, lambda _: self.annotate_group)
             if records:
                 with clock.busy(items=0):
                     for sink in self.sinks:

@@ -15,7 +15,7 @@ import numpy as np
 from effdet_video.core.frames import FrameRecord
 from effdet_video.ops.letterbox import letterbox_uint8
 from effdet_video.sources.hw_decode import gpu_planes, on_gpu
-from effdet_video.stages.canvas import GpuFrame, GpuFrames, chroma_size
+from effdet_video.stages.canvas import GpuFrame, GpuFrames
 
 if TYPE_CHECKING:
     import torch
@@ -75,24 +75,28 @@ def letterboxed_on_device(picture: Any) -> bool:
     return picture.format.name in _OPENCV_TO_RGB and picture.width % 2 == 0 and picture.height % 2 == 0
 
 
+def prepared_in_groups(picture: Any, needs_image: bool, letterbox_device: str | None) -> bool:
+    """Whether `prepare_frames` prepares `picture` with others on a device (a few calls for the group)
+    rather than alone on the host: frames in GPU memory, and with `letterbox_device` (the engine's GPU)
+    host frames that `letterboxed_on_device` takes, unless `needs_image`: a full RGB frame on the host
+    costs the host its conversion anyway, and the device a group of them."""
+    return on_gpu(picture) or (letterbox_device is not None and not needs_image and letterboxed_on_device(picture))
+
+
 def prepare_frames(records: Sequence[FrameRecord], image_size: Sequence[int], needs_image: bool = True,
                    needs_canvas: bool = False, letterbox_device: str | None = None) -> None:
-    """`prepare_frame` for each record. Frames in GPU memory are letterboxed together, a group per size
-    and rotation: a few torch calls for the group, not a few per frame (each call hands the GIL over,
-    which many threads make slow) and one download. With `letterbox_device` (the engine's GPU), host
-    frames that `letterboxed_on_device` takes are grouped so too, on that device, unless `needs_image`:
-    a full RGB frame on the host costs the host its conversion anyway, and the device a group of them."""
+    """`prepare_frame` for each record, but those `prepared_in_groups` takes, which are letterboxed
+    together, a group per layout, size and rotation: a few torch calls for the group, not a few per frame
+    (each call hands the GIL over, which many threads make slow) and one download."""
     on_device: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     on_host: dict[tuple[str, int, int, int], list[FrameRecord]] = {}
     for record in records:
         picture = record.picture
         key = (picture.format.name, picture.width, picture.height, record.rotation)
-        if on_gpu(picture):
-            on_device.setdefault(key, []).append(record)
-        elif letterbox_device and not needs_image and letterboxed_on_device(picture):
-            on_host.setdefault(key, []).append(record)
-        else:
+        if not prepared_in_groups(picture, needs_image, letterbox_device):
             prepare_frame(record, image_size, needs_image, needs_canvas)
+        else:
+            (on_device if on_gpu(picture) else on_host).setdefault(key, []).append(record)
     for group in on_device.values():
         _prepare_on_gpu(group, image_size, needs_image, needs_canvas)
     if letterbox_device:
@@ -127,11 +131,10 @@ def _prepare_host_frames_on(device: str, records: Sequence[FrameRecord], image_s
     and letterboxed together there; each canvas stays the host picture."""
     import torch
 
-    first = records[0].picture
-    height, width = first.height, first.width
-    rows, cols = chroma_size("nv12", width, height)
+    height, width = records[0].picture.height, records[0].picture.width
     with torch.inference_mode():
         frames = GpuFrames.empty(len(records), height, width, torch.device(device))
+        rows, cols = frames.chroma.shape[1:3]
         for luma, chroma, record in zip(frames.luma, frames.chroma, records):
             planes = record.picture.planes
             luma.copy_(_plane_on(device, planes[0], height, width))
