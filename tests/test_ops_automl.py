@@ -19,6 +19,7 @@ from effdet_video.ops.postprocess import (
     preselection_is_exact,
     score_anchors,
     score_levels,
+    select_candidates,
 )
 from tests.support.automl_fixture import LEVELS, SEED0, SEED1, load_npz, load_sidecar
 
@@ -172,3 +173,21 @@ def test_level_scoring_equals_flattened_scoring(head_outputs, dtype):
     got = score_levels(cls, CONFIG.num_classes)
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert torch.equal(flatten_codes(box), flatten_levels(cls, box, CONFIG.num_classes)[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_candidates_classes_are_the_flattened_argmax(head_outputs, anchors, dtype):
+    """`select_candidates` finds the class of the anchors it keeps only (an argmax over their gathered
+    logits): it must be the flattened formulation's class of those anchors, ties (first class wins) and
+    anchors of every level included, for each image of a batch."""
+    cls, box = ([torch.cat([level, level.flip(0) * 0.5]).to(dtype) for level in outputs] for outputs in head_outputs)
+    cls[0] = cls[0].clone()
+    cls[0][:, 3 * CONFIG.num_classes + 7] = cls[0][:, 3 * CONFIG.num_classes + 2] = 30.0  # anchor 3 of each location
+    scores, classes, boxes = select_candidates(cls, box, anchors, candidates=20000)
+    all_scores, all_classes = score_anchors(flatten_levels(cls, box, CONFIG.num_classes)[0])
+    chosen = all_scores.topk(20000, dim=1, sorted=False).indices.sort(dim=1).values
+    assert torch.equal(scores, all_scores.gather(1, chosen))
+    assert torch.equal(classes, all_classes.gather(1, chosen))
+    levels = torch.bucketize(chosen, torch.tensor([64 * 64 * 9, 64 * 64 * 9 + 32 * 32 * 9]), right=True)
+    assert levels.unique().numel() == 3 and (classes == 2).any()
+    assert boxes.shape == (2 * head_outputs[0][0].shape[0], 20000, 4)
