@@ -128,6 +128,13 @@ for s in "$@"; do
       CUDA_VISIBLE_DEVICES= step cpuvideo 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers --no-startup \
         --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --rounds 5 \
         --json "$OUT/cpuvideo.json";;
+    cpuvideolong)  # the same on the 360p clip copied 5 times end to end (300 frames, benchmarks/loop_clip.py):
+                   # x264's share of the CPU beside the engine is smallest there, and a run long enough
+                   # that its start and drain do not weigh as much as the difference measured
+      python3 benchmarks/loop_clip.py "$EFFDET_VIDEO_SHARED/media/pan-360p25-vfr.mkv" /tmp/long360.mkv 5
+      CUDA_VISIBLE_DEVICES= step cpuvideolong 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers \
+        --no-startup --seconds 0.5 --video /tmp/long360.mkv --rounds 5 --json "$OUT/cpuvideolong.json"
+      python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideolong.json";;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
     cpudec15)  # issue 15's CPU-decoding line: our run's variants against the transcode peer, in turns (5 rounds)

@@ -117,6 +117,25 @@ def test_the_pipeline_letterboxes_host_frames_on_a_cuda_engines_device_in_groups
         calls.clear()
 
 
+def test_host_frames_for_a_cuda_engine_get_fewer_workers(media: Path, monkeypatch) -> None:
+    """On 16 cores host-decoded frames get 8 prepare and 8 annotate threads, but 4 where their host work is
+    light (a CUDA engine letterboxes them, no sink draws on RGB); a count asked for is kept."""
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(runner, "prepare_frames", lambda records, size, *args, **kwargs:
+                        prepare_frames(records, size, *args[:2]))  # on the host: no GPU needed
+    for device, sinks, asked, expected in (("cuda:0", [], None, 4), ("cpu", [], None, 8),
+                                           ("cuda:0", [RgbSink()], None, 8), ("cuda:0", [], 3, 3)):
+        engine = FakeEngine(batch_size=4, image_size=SIZE)
+        engine.device = device
+        source = VideoFileSource(media / "pan-720p30-h264-noaudio.mp4")
+        try:
+            stats = run_pipeline(source, engine, sinks, PipelineOptions(prepare_workers=asked, annotate_workers=asked))
+        finally:
+            source.close()
+        workers = {stage.name: stage.workers for stage in stats.stages}
+        assert stats.frames == 90 and (workers["prepare"], workers["annotate"]) == (expected, expected), (device, sinks)
+
+
 @pytest.mark.gpu
 def test_host_frames_letterboxed_on_the_gpu_match_the_opencv_path(media: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,9 +41,12 @@ T = TypeVar("T")
 GPU_PREPARE_GROUP = 16
 
 
-def _default_workers() -> int:
-    """Half the cores (the rest decode, encode and feed the engine), at most 8."""
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
+def host_workers(light: bool) -> int:
+    """Prepare (and annotate) threads for frames decoded on the host: half the cores (the rest decode,
+    encode and feed the engine), at most 8; at most 4 where each frame's host work is light (letterboxed
+    on the engine's GPU, drawn in its planes), where more threads only contend for the GIL beside the
+    encoder (docs/performance.md, item 16)."""
+    return max(1, min(4 if light else 8, (os.cpu_count() or 1) // 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +59,8 @@ class PipelineOptions:
 
     detection_filter: DetectionFilter = DetectionFilter()
     labels: dict[int, str] | None = None
-    prepare_workers: int = dataclasses.field(default_factory=_default_workers)
-    annotate_workers: int = dataclasses.field(default_factory=_default_workers)
+    prepare_workers: int | None = None  # None: `host_workers` for the run's path
+    annotate_workers: int | None = None
     in_flight: int = 2
     progress: bool = False
     stop_timeout_s: float = 1.5
@@ -85,10 +88,13 @@ class _Run:
                  options: PipelineOptions, control: RunControl) -> None:
         self.source, self.engine, self.sinks, self.options, self.control = source, engine, sinks, options, control
         one_opencv_thread_per_worker()
-        preparers = 1 if source.frames_on_gpu else options.prepare_workers
-        annotators = 1 if source.frames_on_gpu else options.annotate_workers
-        self.preparers, self.annotators = preparers, annotators
         self.letterbox_device = engine.device if engine.device.startswith("cuda") else None
+        self.draw = any(sink.needs_image for sink in sinks)
+        self.canvas = any(sink.needs_canvas for sink in sinks)
+        workers = host_workers(light=self.letterbox_device is not None and not self.draw)
+        preparers = 1 if source.frames_on_gpu else options.prepare_workers or workers
+        annotators = 1 if source.frames_on_gpu else options.annotate_workers or workers
+        self.preparers, self.annotators = preparers, annotators
         self.prepare_group = GPU_PREPARE_GROUP if source.frames_on_gpu or self.letterbox_device else 1
         self.annotate_group = GPU_PREPARE_GROUP if source.frames_on_gpu else 1  # GPU canvases drawn on together
         self.clocks = {
@@ -103,8 +109,6 @@ class _Run:
         self.prepared: queue.Queue = queue.Queue(maxsize=engine.batch_size + preparers)
         self.detected: queue.Queue = queue.Queue(maxsize=2 * max(annotators, self.annotate_group))
         self.annotated: queue.Queue = queue.Queue(maxsize=2 * annotators)
-        self.draw = any(sink.needs_image for sink in sinks)
-        self.canvas = any(sink.needs_canvas for sink in sinks)
         self.written = 0
         self.progress = tqdm(total=source.expected_frames, unit="frame", file=sys.stderr, leave=False,
                              disable=not options.progress, dynamic_ncols=True)
