@@ -28,7 +28,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
 }
 # issue15: every acceptance line of issue 15 in one call (a fresh machine: about 7-8 minutes; our runs and the
 # peers in rounds, each line a ratio of medians), then the GPU tests of the annotated path
-set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo capacity e2e cpuvideo lines15 gpu15; else echo "$s"; fi; done)
+set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo capacity e2e cpuvideo lines15 cpuvideolong gpu15; else echo "$s"; fi; done)
 for s in "$@"; do
   case $s in
     env) nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc
