@@ -96,12 +96,13 @@ class DetectionGraph(nn.Module):
             return tuple(cls_outputs) + tuple(box_outputs)
         cls_outputs = [c.float() for c in cls_outputs]
         box_outputs = [b.float() for b in box_outputs]
+        kept_classes_only = not x.is_cuda  # where it pays (postprocess.select_candidates)
         if self.mode == "host":
-            return postprocess.select_candidates(cls_outputs, box_outputs, self.anchors,
-                                                 self.candidates) + (image_scales * 1,)
+            return postprocess.select_candidates(cls_outputs, box_outputs, self.anchors, self.candidates,
+                                                 kept_classes_only) + (image_scales * 1,)
         return postprocess.detect(cls_outputs, box_outputs, self.anchors, image_scales,
                                   self.config.image_size, self.nms, self.nms.max_output_size,
-                                  self.candidates)
+                                  self.candidates, kept_classes_only=kept_classes_only)
 
 
 def host_nms(candidates: tuple[torch.Tensor, ...], image_scales: torch.Tensor, config: ModelConfig,
