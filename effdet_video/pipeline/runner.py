@@ -144,9 +144,10 @@ class _Run:
         the DONE marker came (nothing follows it for this worker)."""
         records: list[FrameRecord] = []
         item = self.control.get(source_queue)
+        limit = most(item) if item is not DONE else 0
         while item is not DONE:
             records.append(item)
-            if len(records) == most(records[0]):
+            if len(records) == limit:
                 return records, False
             try:
                 item = source_queue.get_nowait()
@@ -158,7 +159,7 @@ class _Run:
         """How many frames a prepare worker takes with `first`: a group where they are prepared together
         (a source's frames in GPU memory always are)."""
         grouped = self.source.frames_on_gpu or prepared_in_groups(first.picture, self.draw, self.letterbox_device)
-        return self.prepare_group if grouped else 1
+        return GPU_PREPARE_GROUP if grouped else 1
 
     def prepare(self) -> None:
         size, clock = self.engine.image_size, self.clocks["prepare"]
