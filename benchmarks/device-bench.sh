@@ -27,7 +27,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...
   printf '%-14s rc=%s %4ss\n' "$name" "$rc" "$((SECONDS - t0))"
 }
 # issue15: every acceptance line of issue 15 in one call (a fresh machine: about 7-8 minutes; our runs and the
-# peers in rounds, each line a ratio of medians), then the GPU tests of the annotated path
+# peers in rounds of alternating order, each line a ratio of medians and a paired one), then the GPU tests of the annotated path
 set -- $(for s in "$@"; do if [ "$s" = issue15 ]; then echo capacity e2e cpuvideo lines15 cpuvideolong gpu15; else echo "$s"; fi; done)
 for s in "$@"; do
   case $s in
@@ -49,7 +49,7 @@ for s in "$@"; do
     e2e)  # the end-to-end runs with each decoder
       for d in nvdec cpu; do
         step "e2e_$d" 200 $cli bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 \
-          --decoder $d --video "$CLIP" --rounds 3 --json "$OUT/e2e_$d.json"
+          --decoder $d --video "$CLIP" --rounds 4 --json "$OUT/e2e_$d.json"
       done;;
     capacity) python3 benchmarks/probe_cpu_capacity.py 2 1,8,12,16;;
     e2e_gil)  # is the write thread (x264) slowed by GIL hand-offs? same run at two switch intervals
@@ -126,15 +126,22 @@ for s in "$@"; do
         bench --models d0 --nms device --no-peers --no-startup --seconds 1 --batch-sizes 8 --decoder cpu --video "$CLIP" --json "$OUT/e2e_cv1.json";;
     cpuvideo)  # a CPU-only machine: the GPU hidden, annotated against detections only (720p clip)
       CUDA_VISIBLE_DEVICES= step cpuvideo 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers --no-startup \
-        --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --rounds 5 \
+        --seconds 0.5 --video "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" --frames 150 --rounds 4 \
         --json "$OUT/cpuvideo.json";;
     cpuvideolong)  # the same on the 360p clip copied 5 times end to end (300 frames, benchmarks/loop_clip.py):
                    # x264's share of the CPU beside the engine is smallest there, and a run long enough
                    # that its start and drain do not weigh as much as the difference measured
       python3 benchmarks/loop_clip.py "$EFFDET_VIDEO_SHARED/media/pan-360p25-vfr.mkv" /tmp/long360.mkv 5
       CUDA_VISIBLE_DEVICES= step cpuvideolong 300 $cli bench --device cpu --models d0 --batch-sizes 2 --no-peers \
-        --no-startup --seconds 0.5 --video /tmp/long360.mkv --rounds 5 --json "$OUT/cpuvideolong.json"
+        --no-startup --seconds 0.5 --video /tmp/long360.mkv --rounds 6 --json "$OUT/cpuvideolong.json"
       python3 benchmarks/issue15_lines.py "$OUT/e2e_nvdec.json" "$OUT/e2e_cpu.json" "$OUT/cpuvideolong.json";;
+    cpuonly15)  # CPU only: the decoder's and the encoder's thread counts beside a CPU engine, in turns (4 rounds)
+      python3 benchmarks/loop_clip.py "$EFFDET_VIDEO_SHARED/media/pan-360p25-vfr.mkv" /tmp/long360.mkv 5
+      python3 benchmarks/loop_clip.py "$EFFDET_VIDEO_SHARED/media/pan-720p30-h264-noaudio.mp4" /tmp/long720.mp4 4
+      for c in long360.mkv long720.mp4; do
+        CUDA_VISIBLE_DEVICES= step "cpuonly_$c" 280 python3 benchmarks/probe_cpu_only_variants.py /tmp/$c 400 4 16 0,0/2,2/2,4/2 0,2
+        grep -v Warn "/tmp/devlogs/cpuonly_$c.out"
+      done;;
     yuvtests) step yuvtests 300 python3 -m pytest -q -ra -m gpu tests/test_annotate_yuv.py tests/test_nvdec.py
               grep -E "^E |Error|passed|failed" /tmp/devlogs/yuvtests.out | head -30;;
     cpudec15)  # issue 15's CPU-decoding line: our run's variants against the transcode peer, in turns (5 rounds)

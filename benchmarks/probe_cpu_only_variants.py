@@ -1,10 +1,11 @@
 """One-off device measurement (docs/performance.md, item 13), CPU only (run with CUDA_VISIBLE_DEVICES=):
 detections only and annotated runs in turns, one engine per engine thread count, the encoder process at
 equal priority unless a variant says otherwise.
-python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE,.. X264,..
+python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE,.. X264,.. [DEC,..]
 ENGINE: the engine's threads, optionally xS: its streams (sessions of threads/S each; default the policy's).
 X264: the encoder's threads (0: libx264's choice), optionally :idle (SCHED_IDLE), :niceN (nice N) or :affN
-(the encoder process on the last N CPUs)."""
+(the encoder process on the last N CPUs), and /D: the decoder's frame threads (default: the pipeline's).
+DEC: the decoder's threads of the detections-only runs, one run each (default 0, FFmpeg's choice)."""
 import dataclasses
 import json
 import os
@@ -23,7 +24,8 @@ from effdet_video.sources.source import VideoOpener, decode_threads_beside_encod
 
 clip, frames, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 engines = [tuple(int(n) for n in x.split("x")) for x in sys.argv[4].split(",")]
-x264_threads = sys.argv[5].split(",")  # N, or N:idle / N:nice (the encoder process's scheduling)
+x264_threads = sys.argv[5].split(",")
+detection_decoders = [int(n) for n in sys.argv[6].split(",")] if len(sys.argv) > 6 else [0]
 spec = command_spec("d0", None, "auto", None, "cpu")
 original = video_sink.encoder_options
 popen = video_sink.subprocess.Popen
@@ -38,12 +40,15 @@ def scheduling(mode: str):
     return lambda: os.nice(int(mode.removeprefix("nice")))
 
 
-def run(engine, folder, video, variant):
-    x264, _, mode = str(variant).partition(":")
+def run(engine, folder, video, variant, decoder=0):
+    variant, _, decoder_threads = str(variant).partition("/")
+    if video:
+        decoder = int(decoder_threads) if decoder_threads else decode_threads_beside_encoder()
+    x264, _, mode = variant.partition(":")
     x264 = int(x264)
     video_sink.subprocess.Popen = (lambda *a, **k: popen(*a, preexec_fn=scheduling(mode), **k)) if mode else popen
     video_sink.encoder_options = (lambda c, crf, p: {**original(c, crf, p), "threads": str(x264)}) if x264 else original
-    source = vb.FirstFrames(VideoOpener("cpu", decode_threads=decode_threads_beside_encoder() if video else 0)(clip), frames)
+    source = vb.FirstFrames(VideoOpener("cpu", decode_threads=decoder)(clip), frames)
     try:
         plan = OutputPlan(video=folder / "o.mp4") if video else OutputPlan(jsonl=folder / "o.jsonl")
         sinks = SinkFactory(vb.ENCODER)(plan, source.info)
@@ -61,8 +66,9 @@ with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps({"engine": engine.build_info.get("backend"), "threads": threads, "streams": engine.parallel_batches}), flush=True)
             run(engine, Path(tmp), False, '0')  # warm-up
             for r in range(rounds):
-                fps, cpu = run(engine, Path(tmp), False, '0')
-                print(json.dumps({"round": r, "threads": threads, "run": "detections", "fps": fps, "cpu": cpu}), flush=True)
+                for decoder in detection_decoders:
+                    fps, cpu = run(engine, Path(tmp), False, '0', decoder)
+                    print(json.dumps({"round": r, "threads": threads, "run": f"detections dec={decoder}", "fps": fps, "cpu": cpu}), flush=True)
                 for x in x264_threads:
                     fps, cpu = run(engine, Path(tmp), True, x)
                     print(json.dumps({"round": r, "threads": threads, "run": f"video x264={x}", "fps": fps, "cpu": cpu}), flush=True)

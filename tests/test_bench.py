@@ -108,3 +108,53 @@ def test_the_bench_runs_gpu_frames_through_the_pipeline_as_the_cli_does():
     for on_gpu in (True, False):
         source = types.SimpleNamespace(info=None, expected_frames=300, frames_on_gpu=on_gpu)
         assert FirstFrames(source, 10).frames_on_gpu is on_gpu
+
+
+def test_rounds_alternate_their_order_so_drift_favours_no_run(monkeypatch, tmp_path):
+    """A machine that speeds up run after run: over two rounds every run takes the same mean place in
+    the sequence, and the paired ratios are the medians of each round's own ratio."""
+    from effdet_video.bench import video_bench
+    from effdet_video.engine.spec import EngineSpec
+
+    sequence: list[str] = []
+
+    def fps_now(name: str) -> float:
+        sequence.append(name)
+        return 100.0 + 10 * len(sequence)
+
+    def fake_ours(path, limit, folder, spec, video, open_source, track, detection_filter):
+        name = "ours_no_video" if not video else "ours" if detection_filter.max_det != 20 else "ours_20_boxes"
+        fps = fps_now(name)
+        return 10, {"fps": fps, "wall_s": 10 / fps, "stages": [{"name": "infer", "utilisation": 1.0}],
+                    "cpu": {}, "decoder": "cpu", "encoder": {}}
+
+    def fake_peer(name):
+        return lambda *args: {"frames": 10, "fps": fps_now(name), "wall_s": 0.1, "cpu": {}}
+
+    monkeypatch.setattr(video_bench, "ours", fake_ours)
+    def fake_timed(run, folder):  # as the pipeline's runs report their own fps, the transcode's is the clock's
+        frames = run(folder)
+        return {"frames": frames, "fps": 100.0 + 10 * len(sequence), "wall_s": 0.1}
+
+    monkeypatch.setattr(video_bench, "_timed", fake_timed)
+    monkeypatch.setattr(video_bench, "transcode", lambda *args: sequence.append("transcode") or 10)
+    monkeypatch.setattr(video_bench, "encode_only", fake_peer("encode_only"))
+    monkeypatch.setattr(video_bench, "writer_only", fake_peer("writer_only"))
+    monkeypatch.setattr(video_bench, "_naive_detector", lambda spec: ("none", None))
+    monkeypatch.setattr(video_bench, "naive", lambda *args: 10)
+
+    result = video_bench.bench_video(tmp_path / "clip.mp4", EngineSpec(device="cpu"), rounds=2)
+    kinds = ["ours", "ours_20_boxes", "ours_no_video", "transcode", "encode_only", "writer_only"]
+    assert sequence == kinds + kinds[::-1]
+    places = {kind: [i for i, name in enumerate(sequence) if name == kind] for kind in kinds}
+    assert {sum(place) / 2 for place in places.values()} == {5.5}
+    ours, encode = result["ours"]["fps_rounds"], result["encode_only"]["fps_rounds"]
+    assert ours == [110.0, 220.0] and encode == [150.0, 180.0]
+    assert result["ratios_paired"]["e2e_vs_encode_only"] == round((110 / 150 + 220 / 180) / 2, 3)
+
+
+def test_a_paired_ratio_is_the_median_of_each_rounds_ratio():
+    from effdet_video.bench.video_bench import paired_ratio
+
+    assert paired_ratio([100.0, 200.0, 300.0, 400.0], [200.0, 100.0, 300.0, 800.0]) == 0.75
+    assert paired_ratio([90.0, 100.0, 120.0], [100.0, 100.0, 100.0]) == 1.0

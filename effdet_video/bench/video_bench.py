@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
+import statistics
 import tempfile
 import time
 from fractions import Fraction
@@ -47,6 +49,9 @@ ENCODER = EncoderSettings(preset=PRESET)  # our writer's, as the peers encode: l
 RATE = Fraction(30)
 SourceOpener = Callable[[Path], VideoFileSource]
 DRAWN_BOXES = DetectionFilter(score_threshold=0.0, max_det=20)
+PAIRED_RATIOS = {"e2e_vs_transcode": ("ours", "transcode"), "e2e_vs_encode_only": ("ours", "encode_only"),
+                 "e2e_20_boxes_vs_encode_only": ("ours_20_boxes", "encode_only"),
+                 "e2e_vs_no_video": ("ours", "ours_no_video"), "writer_vs_encode_only": ("writer_only", "encode_only")}
 
 
 class FirstFrames(FrameSource):
@@ -255,8 +260,10 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
     """The runs on `path` (one more with `tracking`) and their ratios (fps); `open_source` opens the
     input of our pipeline's runs (its decoder choice), `open_video_source` that of the runs that write
     video, as the CLI's does (default: `open_source`); the peers decode on the CPU. With `rounds` > 1
-    our runs and the peers other than the naive loop run that many times in turns, and each reports its
-    median round (`median_round`), so the ratios compare medians measured side by side."""
+    our runs and the peers other than the naive loop run that many times in turns, every other round in
+    the reverse order (a machine whose speed drifts within the call then favours neither side), and
+    each reports its median round (`median_round`): `ratios` compare those medians, `ratios_paired` are
+    the medians of each round's own ratio (`paired_ratio`)."""
     open_video_source = open_video_source or open_source
     result: dict = {"video": str(path), "frames_limit": limit, "engine": {
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
@@ -276,18 +283,24 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         runs = [("ours", True, None, default), ("ours_20_boxes", True, None, DRAWN_BOXES),
                 ("ours_no_video", False, None, default)]
         runs += [("ours_no_video_track", False, tracking, default)] if tracking else []
-        measured: dict[str, list[dict]] = {}
-        for _ in range(rounds):
-            for key, video, track, detection_filter in runs:
-                timed = _timed(run_ours(key, video, track, detection_filter), folder)
-                run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
-                measured.setdefault(key, []).append({
-                    **timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
+
+        def measure_ours(key: str, video: bool, track: TrackingOptions | None,
+                         detection_filter: DetectionFilter) -> dict:
+            timed = _timed(run_ours(key, video, track, detection_filter), folder)
+            run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
+            return {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                     "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
-                    "cpu": run_stats["cpu"], "decoder": run_stats["decoder"], "encoder": run_stats["encoder"]})
-            measured.setdefault("transcode", []).append(_timed(lambda f: transcode(path, limit, f), folder))
-            measured.setdefault("encode_only", []).append(encode_only(path, limit, folder))
-            measured.setdefault("writer_only", []).append(writer_only(path, limit, folder))
+                    "cpu": run_stats["cpu"], "decoder": run_stats["decoder"], "encoder": run_stats["encoder"]}
+
+        steps: list[tuple[str, Callable[[], dict]]] = [
+            *((run[0], functools.partial(measure_ours, *run)) for run in runs),
+            ("transcode", lambda: _timed(lambda f: transcode(path, limit, f), folder)),
+            ("encode_only", lambda: encode_only(path, limit, folder)),
+            ("writer_only", lambda: writer_only(path, limit, folder))]
+        measured: dict[str, list[dict]] = {}
+        for turn in range(rounds):
+            for key, measure in steps if turn % 2 == 0 else steps[::-1]:
+                measured.setdefault(key, []).append(measure())
         result.update((key, median_round(values) if rounds > 1 else values[0]) for key, values in measured.items())
         name, detector = _naive_detector(spec)
         result["naive"] = {"detector": name, **_timed(lambda f: naive(path, limit, f, detector), folder)}
@@ -304,4 +317,15 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         "e2e_20_boxes_vs_transcode": ratio(result["ours_20_boxes"]["fps"], result["transcode"]["fps"]),
         "no_video_vs_naive": ratio(result["ours_no_video"]["fps"], result["naive"]["fps"]),
     }
+    if rounds > 1:
+        result["ratios_paired"] = {name: paired_ratio(result[mine]["fps_rounds"], result[theirs]["fps_rounds"])
+                                   for name, (mine, theirs) in PAIRED_RATIOS.items()}
     return result
+
+
+
+def paired_ratio(mine: list[float], theirs: list[float]) -> float:
+    """The median of each round's ratio of `mine` to `theirs` (fps, rounds in order; of an even count the
+    mean of the middle two): the runs of one round are seconds apart, where two runs' median rounds may
+    come from different minutes of a machine whose speed changes."""
+    return round(statistics.median(a / b for a, b in zip(mine, theirs, strict=True)), 3)
