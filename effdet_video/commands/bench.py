@@ -89,8 +89,9 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
                    "sequential PyAV transcode and a naive one-frame-at-a-time loop, with the first model.")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Use only this many frames of --video.")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --video: run ours and the peers (but the naive loop) this many times in turns; each "
-                   "reports its median round and every round's fps.")
+              help="With --video: run ours and the peers (but the naive loop) this many times in turns, every "
+                   "other round in the reverse order; each reports its median round and every round's fps, "
+                   "and ratios_paired the median of each round's own ratio.")
 @click.option("--track", is_flag=True,
               help="With --video: also run detections only with the tracker on, and report its cost.")
 @click.option("--decoder", type=click.Choice(DECODERS), default="auto", show_default=True,
