@@ -1,4 +1,4 @@
-"""One-off device measurement (docs/performance.md, item 13), CPU only (run with CUDA_VISIBLE_DEVICES=):
+"""One-off device measurement (docs/performance.md, items 13 and 17), CPU only (run with CUDA_VISIBLE_DEVICES=):
 detections only and annotated runs in turns, one engine per engine thread count, the encoder process at
 equal priority unless a variant says otherwise.
 python3 benchmarks/probe_cpu_only_variants.py CLIP FRAMES ROUNDS ENGINE,.. X264,.. [DEC,..]
