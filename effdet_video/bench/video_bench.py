@@ -269,31 +269,27 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         k: v for k, v in dataclasses.asdict(spec).items() if v is not None}}
     with tempfile.TemporaryDirectory(prefix="effdet-bench-") as tmp:
         folder = Path(tmp)
-        stats: dict = {}
-
-        def run_ours(key: str, video: bool, track: TrackingOptions | None,
-                     detection_filter: DetectionFilter) -> Callable[[Path], int]:
-            def run(folder: Path) -> int:
-                frames, stats[key] = ours(path, limit, folder, spec, video, open_video_source if video else open_source,
-                                          track, detection_filter)
-                return frames
-            return run
-
         default = DetectionFilter()
         runs = [("ours", True, None, default), ("ours_20_boxes", True, None, DRAWN_BOXES),
                 ("ours_no_video", False, None, default)]
         runs += [("ours_no_video_track", False, tracking, default)] if tracking else []
 
-        def measure_ours(key: str, video: bool, track: TrackingOptions | None,
-                         detection_filter: DetectionFilter) -> dict:
-            timed = _timed(run_ours(key, video, track, detection_filter), folder)
-            run_stats = stats[key]  # fps of the pipeline itself; the engine build is timed by `startup`
+        def measure_ours(video: bool, track: TrackingOptions | None, detection_filter: DetectionFilter) -> dict:
+            outcome: dict = {}
+
+            def run(folder: Path) -> int:
+                frames, outcome["stats"] = ours(path, limit, folder, spec, video,
+                                                open_video_source if video else open_source, track, detection_filter)
+                return frames
+
+            timed = _timed(run, folder)
+            run_stats = outcome["stats"]  # fps of the pipeline itself; the engine build is timed by `startup`
             return {**timed, "fps": round(run_stats["fps"], 1), "wall_s": round(run_stats["wall_s"], 3),
                     "with_engine_build_s": timed["wall_s"], "stages": run_stats["stages"],
                     "cpu": run_stats["cpu"], "decoder": run_stats["decoder"], "encoder": run_stats["encoder"]}
 
         steps: list[tuple[str, Callable[[], dict]]] = [
-            *((run[0], functools.partial(measure_ours, *run)) for run in runs),
+            *((key, functools.partial(measure_ours, *settings)) for key, *settings in runs),
             ("transcode", lambda: _timed(lambda f: transcode(path, limit, f), folder)),
             ("encode_only", lambda: encode_only(path, limit, folder)),
             ("writer_only", lambda: writer_only(path, limit, folder))]
@@ -321,7 +317,6 @@ def bench_video(path: Path, spec: EngineSpec, limit: int | None = None,
         result["ratios_paired"] = {name: paired_ratio(result[mine]["fps_rounds"], result[theirs]["fps_rounds"])
                                    for name, (mine, theirs) in PAIRED_RATIOS.items()}
     return result
-
 
 
 def paired_ratio(mine: list[float], theirs: list[float]) -> float:
