@@ -99,7 +99,8 @@ def _ratios(engines: list[dict], peers: list[dict]) -> list[dict]:
 @click.option("--image-size", type=click.IntRange(min=64), default=None,
               help="Override the models' input size (square), e.g. for quick runs on a CPU.")
 @click.option("--cpu-backends", default="eager,onnxruntime,openvino,openvino-bf16", show_default=True,
-              help="On a CPU: the backends timed side by side (also inductor: the network under torch.compile), "
+              help="On a CPU: the backends timed side by side (also inductor: the network under torch.compile, weights "
+                   "frozen; a minute or more to compile), "
                    "with effdet predict at the same thread count.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the JSON here.")
